@@ -1,0 +1,7 @@
+"""`python -m promptrec` (and `accelerate launch -m promptrec`) run the CLI."""
+
+import sys
+
+from promptrec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""The `promptrec` command line: prompts, data, train, evaluate, quickstart.
+
+Handlers parse flags into typed configs and call library functions; user mistakes surface as one
+line on stderr and exit code 2. `main(argv)` returns the exit code so tests can call it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from promptrec.errors import PromptrecError
+
+EXAMPLES = {
+    "prompts": """examples:
+  promptrec prompts list
+  promptrec prompts render movie_rich --data data/ml100k --split test --index 0
+  promptrec prompts check prompts/ my_templates/new.j2""",
+    "data": """examples:
+  promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k
+  promptrec data prepare table --interactions ratings.csv --items items.csv --out data/mine""",
+    "train": """examples:
+  promptrec train --data data/ml100k --template tallrec_plain --shots 64 --seed 0 --out adapters/plain-64-s0
+  promptrec train --data train.json --valid valid.json --template alpaca --shots 16 --out adapters/a16
+  promptrec train --data data/ml100k --config eval/configs/train.yaml --set lora.r=16 --set loss=bce --out adapters/x
+  accelerate launch --multi_gpu --num_processes 2 -m promptrec train --data data/ml100k --out adapters/ddp""",
+    "evaluate": """examples:
+  promptrec evaluate --data data/ml100k --out eval/results/zero-shot          # zero-shot
+  promptrec evaluate --data data/ml100k --adapter adapters/plain-64-s0 --out eval/results/plain-64-s0
+  promptrec evaluate --data test.json --template alpaca --limit 300 --out eval/results/alpaca""",
+    "quickstart": """examples:
+  promptrec quickstart --source ../shared/data/ml-100k --out runs/quickstart""",
+}
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="HF id, local dir, .gguf file, or 'embedded' (default)")
+    group.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    group.add_argument("--quantization", choices=["none", "4bit", "8bit"], help="bitsandbytes quantization")
+
+
+def model_flags(args) -> dict:
+    return {"model": {"model": args.model, "dtype": args.dtype, "device": args.device, "quantization": args.quantization}}
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of config keys (lowest precedence after defaults)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set lora.r=16 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from promptrec import commands
+
+    parser = argparse.ArgumentParser(prog="promptrec", description="Prompt-based LLM recommendation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands.add_prompts_parser(sub, EXAMPLES["prompts"])
+    commands.add_data_parser(sub, EXAMPLES["data"])
+    commands.add_train_parser(sub, EXAMPLES["train"])
+    commands.add_evaluate_parser(sub, EXAMPLES["evaluate"])
+    commands.add_quickstart_parser(sub, EXAMPLES["quickstart"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except PromptrecError as error:
+        print(f"promptrec: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("promptrec: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def resolve_path(path: str) -> Path:
+    return Path(path).expanduser()

@@ -1,0 +1,226 @@
+"""Subcommand parsers and handlers for the CLI (one small handler per verb)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from promptrec.cli import add_config_flags, add_model_flags, model_flags, print_json, resolve_path
+from promptrec.errors import ConfigError, DataError
+
+
+def _parser(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text, epilog=examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+# ---------------------------------------------------------------- prompts
+def add_prompts_parser(sub, examples: str) -> None:
+    parser = _parser(sub, "prompts", "List, show, check and render prompt templates.", examples)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list", help="templates under prompts/").set_defaults(handler=prompts_list)
+    show = verbs.add_parser("show", help="a template's front matter and body")
+    show.add_argument("name")
+    show.set_defaults(handler=prompts_show)
+    check = verbs.add_parser("check", help="lint template files (default: all under prompts/)")
+    check.add_argument("paths", nargs="*")
+    check.set_defaults(handler=prompts_check)
+    render = verbs.add_parser("render", help="print exactly what the model sees for one example")
+    render.add_argument("name")
+    render.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json")
+    render.add_argument("--split", default="test")
+    render.add_argument("--index", type=int, default=0)
+    add_model_flags(render)
+    render.set_defaults(handler=prompts_render)
+
+
+def prompts_list(args) -> int:
+    from promptrec.templates import list_templates
+
+    for template in list_templates():
+        chat = " chat" if template.chat else ""
+        print(f"{template.name:24} v{template.version:<4} {template.kind}{chat:6} {template.description.splitlines()[0][:70]}")
+    return 0
+
+
+def prompts_show(args) -> int:
+    from promptrec.templates import load_template
+
+    template = load_template(args.name)
+    print(Path(template.path).read_text(), end="")
+    return 0
+
+
+def prompts_check(args) -> int:
+    from promptrec.templates import PROMPTS_DIR, check_templates
+
+    problems = check_templates([Path(p) for p in args.paths] or [PROMPTS_DIR])
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(problems)} problem(s)" if problems else "all templates ok")
+    return 2 if problems else 0
+
+
+def prompts_render(args) -> int:
+    from promptrec.models import load_tokenizer
+    from promptrec.protocols import load_split
+    from promptrec.scoring import answer_ids, encode_prompt
+    from promptrec.templates import load_template
+
+    template = load_template(args.name)
+    examples = load_split(resolve_path(args.data), args.split)
+    if not 0 <= args.index < len(examples):
+        raise DataError(f"--index {args.index} is out of range; split {args.split!r} has {len(examples)} examples (0..{len(examples) - 1})")
+    tokenizer = load_tokenizer(model_config(args))
+    text = template.render(examples[args.index], tokenizer)
+    answers = answer_ids(tokenizer, template.choices, template.name)
+    sys.stdout.write(text)
+    print(f"\n----- {template.name} v{template.version} | example {examples[args.index].get('example_id')} | "
+          f"{len(encode_prompt(tokenizer, text, template.chat))} prompt tokens | answers {template.choices} -> "
+          f"{answers.positive} / {answers.negative} | label {examples[args.index].get('label')}", file=sys.stderr)
+    return 0
+
+
+def model_config(args):
+    from promptrec.config import resolve
+    from promptrec.models import ModelConfig
+
+    return resolve(ModelConfig, flags=model_flags(args)["model"])
+
+
+# ---------------------------------------------------------------- data
+def add_data_parser(sub, examples: str) -> None:
+    parser = _parser(sub, "data", "Prepare pointwise examples (TALLRec protocol) from raw data.", examples)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    prepare = verbs.add_parser("prepare", help="build train/valid/test examples")
+    sources = prepare.add_subparsers(dest="source_kind", required=True)
+    movielens = sources.add_parser("movielens", help="raw MovieLens-100K files (u.data, u.item, u.user, u.genre)")
+    movielens.add_argument("--source", required=True, help="directory of the raw MovieLens-100K files")
+    table = sources.add_parser("table", help="CSV/JSONL tables with named columns")
+    table.add_argument("--interactions", required=True, help="user_id,item_id,timestamp and rating or label")
+    table.add_argument("--items", help="item_id,title,... (other columns become attributes)")
+    table.add_argument("--users", help="user_id,... (other columns become attributes)")
+    for source in (movielens, table):
+        source.add_argument("--out", required=True, help="output dir for train/valid/test.jsonl + manifest.json")
+        source.add_argument("--history-len", type=int, default=10)
+        source.add_argument("--max-examples", type=int, default=10000, help="keep the last N examples (TALLRec: 10000)")
+        source.set_defaults(handler=data_prepare)
+
+
+def data_prepare(args) -> int:
+    from promptrec.protocols import prepare_movielens, prepare_table
+
+    if args.source_kind == "movielens":
+        manifest = prepare_movielens(resolve_path(args.source), resolve_path(args.out), args.history_len, args.max_examples)
+    else:
+        manifest = prepare_table(args.interactions, args.items, args.users, resolve_path(args.out),
+                                 history_len=args.history_len, max_examples=args.max_examples)
+    counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
+    print(f"wrote {args.out}: {counts}")
+    return 0
+
+
+# ---------------------------------------------------------------- train
+def add_train_parser(sub, examples: str) -> None:
+    parser = _parser(sub, "train", "Fit a LoRA adapter on K labelled examples (few-shot).", examples)
+    parser.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json (training pool)")
+    parser.add_argument("--valid", help="validation data (default: the 'valid' split of --data)")
+    parser.add_argument("--out", required=True, help="adapter output dir (PEFT safetensors + run record)")
+    parser.add_argument("--template", help="template name or .j2 path (default tallrec_plain)")
+    parser.add_argument("--shots", type=int, help="K examples sampled from the train split (default 64)")
+    parser.add_argument("--seed", type=int, help="sampling/initialisation seed (default 0)")
+    parser.add_argument("--loss", choices=["lm", "bce"], help="lm (default) or bce on the yes/no log-odds")
+    add_config_flags(parser)
+    add_model_flags(parser)
+    parser.set_defaults(handler=train_command)
+
+
+def train_command(args) -> int:
+    from promptrec.config import resolve
+    from promptrec.training import TrainConfig, train
+
+    flags = {"template": args.template, "shots": args.shots, "seed": args.seed, "loss": args.loss} | model_flags(args)
+    config = resolve(TrainConfig, args.config, args.set, flags)
+    data = resolve_path(args.data)
+    pool = _load(data, "train")
+    valid = _load(resolve_path(args.valid), "valid") if args.valid else _valid_split(data, config)
+    result = train(config, pool, valid, resolve_path(args.out), _data_record(data, "train"), progress=True)
+    print(f"saved adapter to {result.out_dir} (best epoch {result.best_epoch}, valid AUC {result.best_valid_auc:.4f}, "
+          f"{result.seconds:.0f} s)")
+    return 0
+
+
+def _load(path: Path, split: str) -> list[dict]:
+    from promptrec.protocols import load_split
+
+    return load_split(path, split)
+
+
+def _valid_split(data: Path, config) -> list[dict]:
+    if config.valid_examples == 0:
+        return []
+    if data.is_file():
+        raise ConfigError(f"--data {data} is a single file, so there is no valid split; "
+                          "pass --valid FILE or --set valid_examples=0 to train without early stopping")
+    return _load(data, "valid")
+
+
+def _data_record(path: Path, split: str) -> dict:
+    from promptrec.protocols import dataset_checksum
+
+    return {"path": str(path), "split": split, "sha256": dataset_checksum(path, split)}
+
+
+# ---------------------------------------------------------------- evaluate
+def add_evaluate_parser(sub, examples: str) -> None:
+    parser = _parser(sub, "evaluate", "Score a split and write metrics.json + predictions.jsonl.", examples)
+    parser.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json")
+    parser.add_argument("--split", help="split to score (default test)")
+    parser.add_argument("--adapter", help="LoRA adapter dir from `promptrec train` (omit for zero-shot)")
+    parser.add_argument("--template", help="template (default: the adapter's, else tallrec_plain)")
+    parser.add_argument("--limit", type=int, help="score a seeded sample of N examples (default all)")
+    parser.add_argument("--out", required=True, help="results dir")
+    add_config_flags(parser)
+    add_model_flags(parser)
+    parser.set_defaults(handler=evaluate_command)
+
+
+def evaluate_command(args) -> int:
+    from promptrec.config import resolve
+    from promptrec.evaluation import EvalConfig, evaluate
+    from promptrec.models import read_run_record
+
+    adapter_model = read_run_record(args.adapter).get("model", {}).get("model") if args.adapter else None
+    flags = {"split": args.split, "template": args.template, "limit": args.limit} | model_flags(args)
+    if adapter_model and args.model is None and not any(s.startswith("model.model=") for s in args.set):
+        flags["model"]["model"] = adapter_model  # default to the base model the adapter was trained on
+    config = resolve(EvalConfig, args.config, args.set, flags)
+    data = resolve_path(args.data)
+    examples = _load(data, config.split)
+    metrics = evaluate(config, examples, resolve_path(args.out), args.adapter, _data_record(data, config.split),
+                       progress=True)
+    print_json({k: metrics[k] for k in ("auc", "uauc", "logloss", "num_examples")})
+    return 0
+
+
+# ---------------------------------------------------------------- quickstart
+def add_quickstart_parser(sub, examples: str) -> None:
+    parser = _parser(sub, "quickstart", "Prepare MovieLens, evaluate zero-shot, train a few-shot adapter, "
+                     "evaluate it, and print a results table and one user's ranked list.", examples)
+    parser.add_argument("--source", required=True, help="directory of the raw MovieLens-100K files")
+    parser.add_argument("--out", default="runs/quickstart", help="where data, adapter and results go")
+    parser.add_argument("--template", default="tallrec_plain")
+    parser.add_argument("--shots", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=200, help="test examples scored (seeded sample)")
+    add_model_flags(parser)
+    parser.set_defaults(handler=quickstart_command)
+
+
+def quickstart_command(args) -> int:
+    from promptrec import quickstart
+
+    quickstart.run(resolve_path(args.source), resolve_path(args.out), args.template, args.shots, args.epochs,
+                   args.limit, model_config(args))
+    return 0

@@ -1,0 +1,165 @@
+"""Yes/no scoring: one forward pass per prompt, score = log P(yes) - log P(no) at the answer position.
+
+Answer token ids come from the tokenizer for the template's `choices`, never from constants.
+Multi-token answers are scored as summed log-probabilities of their tokens. Batching groups
+prompts of similar length; padding is explicit (mask + position ids) so a batched score equals a
+one-at-a-time score on either padding side. Training reuses `answer_log_odds` for its BCE loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from promptrec.errors import TemplateError
+
+
+@dataclass(frozen=True)
+class AnswerIds:
+    positive: tuple[int, ...]
+    negative: tuple[int, ...]
+
+    @property
+    def single_token(self) -> bool:
+        return len(self.positive) == 1 and len(self.negative) == 1
+
+    def for_label(self, label: int) -> tuple[int, ...]:
+        return self.positive if label else self.negative
+
+
+def answer_ids(tokenizer, choices: tuple[str, str], template_name: str = "template") -> AnswerIds:
+    """Token ids of the two answers as they follow the prompt (no BOS, no special tokens)."""
+    positive, negative = (tuple(tokenizer(c, add_special_tokens=False).input_ids) for c in choices)
+    if not positive or not negative:
+        raise TemplateError(f"{template_name}: answer choices {choices!r} tokenize to nothing; use visible words")
+    if positive[0] == negative[0]:
+        raise TemplateError(
+            f"{template_name}: answer choices {choices!r} share their first token {positive[0]}; "
+            "pick answers that differ at their first token (e.g. 'Yes'/'No')"
+        )
+    return AnswerIds(positive, negative)
+
+
+def encode_prompt(tokenizer, text: str, chat: bool) -> list[int]:
+    # Chat-template text already carries the model's own markers; plain text gets the tokenizer's BOS.
+    return tokenizer(text, add_special_tokens=not chat).input_ids
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (batch, length)
+    attention_mask: torch.Tensor  # (batch, length), 1 on real tokens
+    position_ids: torch.Tensor  # (batch, length), 0.. on real tokens whatever the padding side
+    last_index: torch.Tensor  # (batch,), index of each row's last real token
+    side: str  # "left" puts every last token in the final column
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int, side: str = "left") -> Batch:
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        span = slice(length - len(seq), length) if side == "left" else slice(0, len(seq))
+        input_ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    last_index = torch.full((len(sequences),), length - 1) if side == "left" else mask.sum(-1) - 1
+    return Batch(input_ids, mask, position_ids, last_index, side)
+
+
+def model_device(model) -> torch.device:
+    # DDP wrappers have no `.device`; parameters always do.
+    return next(model.parameters()).device
+
+
+def answer_log_odds(model, batch: Batch, answers: AnswerIds) -> torch.Tensor:
+    """(batch,) log P(positive) - log P(negative) for single-token answers, from one forward pass."""
+    device = model_device(model)
+    out = model(
+        input_ids=batch.input_ids.to(device),
+        attention_mask=batch.attention_mask.to(device),
+        position_ids=batch.position_ids.to(device),
+        use_cache=False,
+        # Left padding: only the final column is needed, which skips the vocab projection elsewhere.
+        logits_to_keep=1 if batch.side == "left" else 0,
+    )
+    if batch.side == "left":
+        last_logits = out.logits[:, -1].float()  # (batch, vocab)
+    else:
+        rows = torch.arange(batch.input_ids.shape[0], device=device)
+        last_logits = out.logits[rows, batch.last_index.to(device)].float()
+    log_probs = torch.log_softmax(last_logits, dim=-1)
+    return log_probs[:, answers.positive[0]] - log_probs[:, answers.negative[0]]
+
+
+def continuation_log_probs(model, prompts: list[list[int]], continuation: tuple[int, ...], pad_id: int) -> torch.Tensor:
+    """(batch,) summed log-probability of `continuation` after each prompt (right padding)."""
+    sequences = [p + list(continuation) for p in prompts]
+    batch = pad_batch(sequences, pad_id, side="right")
+    device = model_device(model)
+    logits = model(
+        input_ids=batch.input_ids.to(device),
+        attention_mask=batch.attention_mask.to(device),
+        position_ids=batch.position_ids.to(device),
+        use_cache=False,
+    ).logits.float()
+    log_probs = torch.log_softmax(logits, dim=-1)  # (batch, length, vocab)
+    total = torch.zeros(len(prompts), device=device)
+    for row, prompt in enumerate(prompts):
+        for offset, token in enumerate(continuation):
+            # token at position len(prompt)+offset is predicted by the logits one step earlier
+            total[row] += log_probs[row, len(prompt) + offset - 1, token]
+    return total
+
+
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first, so memory peaks early)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def score_sequences(
+    model,
+    sequences: list[list[int]],
+    answers: AnswerIds,
+    pad_id: int,
+    batch_size: int = 8,
+    padding_side: str = "left",
+    progress: bool = False,
+) -> np.ndarray:
+    """Log-odds for each tokenized prompt, in input order."""
+    from tqdm.auto import tqdm
+
+    scores = np.zeros(len(sequences), dtype=np.float64)
+    batches = length_batches([len(s) for s in sequences], batch_size)
+    for indices in tqdm(batches, desc="scoring", unit="batch", disable=not progress):
+        chunk = [sequences[i] for i in indices]
+        if answers.single_token:
+            values = answer_log_odds(model, pad_batch(chunk, pad_id, padding_side), answers)
+        else:
+            values = continuation_log_probs(model, chunk, answers.positive, pad_id) - continuation_log_probs(
+                model, chunk, answers.negative, pad_id
+            )
+        scores[indices] = values.cpu().numpy()
+    return scores
+
+
+class Scorer:
+    """Renders examples with one template and scores them with one model: the only inference path."""
+
+    def __init__(self, model, tokenizer, template, batch_size: int = 8):
+        self.model, self.tokenizer, self.template = model, tokenizer, template
+        self.batch_size = batch_size
+        self.answers = answer_ids(tokenizer, template.choices, template.name)
+
+    def encode(self, example: dict) -> list[int]:
+        return encode_prompt(self.tokenizer, self.template.render(example, self.tokenizer), self.template.chat)
+
+    def score(self, examples: list[dict], progress: bool = False) -> np.ndarray:
+        sequences = [self.encode(example) for example in examples]
+        return score_sequences(
+            self.model, sequences, self.answers, self.tokenizer.pad_token_id, self.batch_size, progress=progress
+        )
