@@ -146,8 +146,9 @@ def train_command(args) -> int:
     pool = _load(data, "train")
     valid = _load(resolve_path(args.valid), "valid") if args.valid else _valid_split(data, config)
     result = train(config, pool, valid, resolve_path(args.out), _data_record(data, "train"), progress=True)
-    print(f"saved adapter to {result.out_dir} (best epoch {result.best_epoch}, valid AUC {result.best_valid_auc:.4f}, "
-          f"{result.seconds:.0f} s)")
+    if result.main_process:
+            print(f"saved adapter to {result.out_dir} (best epoch {result.best_epoch}, "
+              f"valid AUC {result.best_valid_auc:.4f}, {result.seconds:.0f} s)")
     return 0
 
 

@@ -28,6 +28,8 @@ def parse_assignments(assignments: list[str]) -> dict:
         *parents, leaf = key.strip().split(".")
         for parent in parents:
             node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {assignment!r}: {parent!r} was already given a value; set only its fields")
         node[leaf] = value
     return tree
 
@@ -66,7 +68,7 @@ def build(cls, values: dict, prefix: str = ""):
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"unknown config key {prefix}{key!r}{hint}")
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
         kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
     return cls(**kwargs)
 

@@ -115,7 +115,7 @@ def load_tokenizer(config: ModelConfig):
     source = resolve_source(config.model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file, revision=config.revision)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise ModelError(f"cannot load tokenizer for model {config.model!r} ({_first_line(error)}); "
                          "pass a local model dir, a .gguf file or a hub id you have cached") from None
     if tokenizer.pad_token is None:
@@ -160,7 +160,7 @@ def load_model(config: ModelConfig, adapter_dir: str | Path | None = None, train
         kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, **kwargs)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise ModelError(f"cannot load model {config.model!r} ({_first_line(error)}); "
                          "pass a local model dir, a .gguf file or a hub id you have cached") from None
     tokenizer = load_tokenizer(config)

@@ -8,7 +8,9 @@ Alpaca-style JSON files can be read too (`load_alpaca`). Prompt text is not buil
 render the example dicts.
 """
 
+import bisect
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -47,9 +49,10 @@ def build_tallrec_examples(
     # round(): 0.8 + 0.1 is 0.9000000000000001 in floats; TALLRec writes 0.9
     valid_end = int(len(windows) * round(fractions[0] + fractions[1], 12))
     bounds = {"train": (0, train_end), "valid": (train_end, valid_end), "test": (valid_end, None)}
+    prior = PriorStats(dataset.interactions, like_threshold)
     return {
         split: [
-            _example(dataset, f"{split}-{index:05d}", history, target, like_threshold)
+            _example(dataset, f"{split}-{index:05d}", history, target, like_threshold, prior)
             for index, (history, target) in enumerate(windows[start:end])
         ]
         for split, (start, end) in bounds.items()
@@ -103,7 +106,34 @@ def _liked(interaction: Interaction, like_threshold: float) -> bool:
     return interaction.label == 1
 
 
-def _example(dataset: Dataset, example_id: str, history, target, like_threshold) -> dict:
+class PriorStats:
+    """Leak-free popularity facts: counts and like-rates from interactions strictly before a time.
+
+    Templates may state them plainly ("viewers liked this movie 72% of the time"); only ratings
+    with an earlier timestamp count, so no example sees its own label or the future.
+    """
+
+    def __init__(self, interactions: list[Interaction], like_threshold: float):
+        self._by_key: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        grouped: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for x in interactions:
+            liked = int(_liked(x, like_threshold))
+            grouped.setdefault(("item", x.item_id), []).append((x.timestamp, liked))
+            grouped.setdefault(("user", x.user_id), []).append((x.timestamp, liked))
+        for key, events in grouped.items():
+            events.sort()
+            times = [t for t, _ in events]
+            cumulative = list(itertools.accumulate((liked for _, liked in events), initial=0))
+            self._by_key[key] = (times, cumulative)
+
+    def before(self, kind: str, key: str, timestamp: int) -> dict:
+        times, cumulative = self._by_key.get((kind, key), ([], [0]))
+        count = bisect.bisect_left(times, timestamp)
+        rate = round(cumulative[count] / count, 4) if count else None
+        return {f"{kind}_num_ratings": count, f"{kind}_like_rate": rate}
+
+
+def _example(dataset: Dataset, example_id: str, history, target, like_threshold, prior: PriorStats) -> dict:
     user = dataset.users.get(target.user_id)
     if user is None:
         raise DataError(
@@ -118,6 +148,8 @@ def _example(dataset: Dataset, example_id: str, history, target, like_threshold)
         "timestamp": target.timestamp,
         "user": {"user_id": user.user_id, **user.attributes},
         "item": _item_record(dataset, target.item_id),
+        "stats": prior.before("item", target.item_id, target.timestamp)
+        | prior.before("user", target.user_id, target.timestamp),
         "history": [
             {
                 **_item_record(dataset, past.item_id),

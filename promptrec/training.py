@@ -152,6 +152,7 @@ class TrainResult:
     best_valid_auc: float
     history: list[dict]
     seconds: float
+    main_process: bool  # False on the other ranks of a multi-process launch (they print nothing)
 
 
 def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], out_dir: str | Path,
@@ -166,6 +167,9 @@ def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], o
     template = load_template(config.template)
     shots = sample_shots(train_pool, config.shots, config.seed, config.balanced)
     valid = random.Random(config.seed).sample(valid_pool, min(config.valid_examples, len(valid_pool)))
+    if valid and len({ex["label"] for ex in valid}) < 2:
+        raise ConfigError(f"the {len(valid)} validation examples all have label {valid[0]['label']}, so AUC is "
+                          "undefined; raise valid_examples, pass a larger --valid, or set valid_examples=0")
     accelerator = make_accelerator()
     if config.batch_size % accelerator.num_processes:
         raise ConfigError(f"batch_size={config.batch_size} must divide evenly over {accelerator.num_processes} processes")
@@ -205,7 +209,9 @@ def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], o
             scheduler.step()
             optimizer.zero_grad()
             losses.append(loss.item())
-        entry = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        # Each rank saw its own slice; report the loss over the whole global batch.
+        mean_loss = accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean")
+        entry = {"epoch": epoch, "train_loss": float(mean_loss)}
         if valid_sequences:
             entry["valid_auc"] = validation_auc(
                 accelerator, model, scorer, valid_sequences, valid_labels, config.score_batch_size
@@ -224,7 +230,8 @@ def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], o
             if stale >= config.patience:
                 break
     accelerator.wait_for_everyone()
-    result = TrainResult(out_dir, best_epoch, best_auc, history, time.perf_counter() - start)
+    result = TrainResult(out_dir, best_epoch, best_auc, history, time.perf_counter() - start,
+                         accelerator.is_main_process)
     if accelerator.is_main_process:
         write_json(out_dir / RUN_RECORD, {
             "kind": "train",

@@ -92,6 +92,7 @@ def test_example_schema(mini_splits):
         "timestamp",
         "user",
         "item",
+        "stats",
         "history",
     }
     assert example["user"] == {
@@ -335,3 +336,35 @@ def test_real_movielens_tallrec_split(ml100k_dir):
     splits = build_tallrec_examples(dataset)
     assert {k: len(v) for k, v in splits.items()} == {"train": 8000, "valid": 1000, "test": 1000}
     assert len({e["user_id"] for e in splits["test"]}) == 16
+
+
+def test_prior_stats_use_only_earlier_interactions():
+    """Counts and like-rates come from interactions strictly before the example's timestamp."""
+    from promptrec.data import Interaction
+    from promptrec.protocols import PriorStats
+
+    events = [("u1", "a", 5.0, 10), ("u2", "a", 2.0, 20), ("u3", "a", 4.0, 30), ("u1", "b", 1.0, 30)]
+    prior = PriorStats([Interaction(u, i, r, None, t) for u, i, r, t in events], like_threshold=3.0)
+    assert prior.before("item", "a", 10) == {"item_num_ratings": 0, "item_like_rate": None}
+    assert prior.before("item", "a", 30) == {"item_num_ratings": 2, "item_like_rate": 0.5}
+    assert prior.before("item", "a", 31) == {"item_num_ratings": 3, "item_like_rate": round(2 / 3, 4)}
+    assert prior.before("user", "u1", 30) == {"user_num_ratings": 1, "user_like_rate": 1.0}
+    assert prior.before("user", "nobody", 99) == {"user_num_ratings": 0, "user_like_rate": None}
+
+
+def test_example_stats_match_brute_force_counts():
+    from promptrec.data import load_movielens
+    from promptrec.protocols import build_tallrec_examples
+
+    dataset = load_movielens(Path(__file__).parent / "data" / "mini-ml")
+    for split in build_tallrec_examples(dataset, history_len=3).values():
+        for example in split:
+            for kind, key in (("item", example["item_id"]), ("user", example["user_id"])):
+                earlier = [
+                    x for x in dataset.interactions
+                    if getattr(x, f"{kind}_id") == key and x.timestamp < example["timestamp"]
+                ]
+                assert example["stats"][f"{kind}_num_ratings"] == len(earlier)
+                if earlier:
+                    rate = sum(x.rating > 3 for x in earlier) / len(earlier)
+                    assert example["stats"][f"{kind}_like_rate"] == round(rate, 4)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# TALLRec movie protocol on MovieLens-100K with the embedded model, on CPU:
+# zero-shot and 64-shot LoRA (3 seeds) for the plain and the rich template, then a table.
+#   bash eval/tallrec_movie.sh [ML100K_DIR] [RESULTS_DIR]
+# Scores a seeded sample of LIMIT test examples (same sample for every run) to fit a CPU budget;
+# set LIMIT=0 to score all 1,000.
+set -euo pipefail
+SOURCE=${1:-../shared/data/ml-100k}
+OUT=${2:-eval/results/tallrec_movie}
+LIMIT=${LIMIT:-300}
+SHOTS=${SHOTS:-64}
+SEEDS=${SEEDS:-"0 1 2"}
+TEMPLATES=${TEMPLATES:-"tallrec_plain movie_rich"}
+TRAIN_SET=(--set num_epochs=6 --set patience=2 --set valid_examples=48 --set learning_rate=3e-4)
+
+mkdir -p "$OUT"
+[ -f "$OUT/data/manifest.json" ] || promptrec data prepare movielens --source "$SOURCE" --out "$OUT/data"
+for template in $TEMPLATES; do
+  [ -f "$OUT/$template-0shot/metrics.json" ] ||
+    promptrec evaluate --data "$OUT/data" --template "$template" --limit "$LIMIT" --out "$OUT/$template-0shot"
+  for seed in $SEEDS; do
+    run="$template-${SHOTS}shot-seed$seed"
+    [ -f "$OUT/adapters/$run/promptrec_run.json" ] ||
+      promptrec train --data "$OUT/data" --template "$template" --shots "$SHOTS" --seed "$seed" \
+        "${TRAIN_SET[@]}" --out "$OUT/adapters/$run"
+    [ -f "$OUT/$run/metrics.json" ] ||
+      promptrec evaluate --data "$OUT/data" --adapter "$OUT/adapters/$run" --limit "$LIMIT" --out "$OUT/$run"
+  done
+done
+python eval/summarize.py "$OUT"

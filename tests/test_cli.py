@@ -1,0 +1,117 @@
+"""The CLI: every verb on the tiny model, and user mistakes as one line + exit code 2."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptrec.cli import main
+
+MINI_ML = Path(__file__).parent / "data" / "mini-ml"
+ALPACA = Path(__file__).parent / "data" / "alpaca" / "test.json"
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "prepared"
+    assert main(["data", "prepare", "movielens", "--source", str(MINI_ML), "--out", str(out), "--history-len", "3"]) == 0
+    return out
+
+
+def run(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_prompts_list_shows_every_template(capsys):
+    code, out, _ = run(capsys, ["prompts", "list"])
+    assert code == 0
+    for name in ("tallrec_plain", "movie_rich", "movie_rich_chat", "alpaca"):
+        assert name in out
+
+
+def test_prompts_check_passes_on_shipped_templates(capsys):
+    code, out, _ = run(capsys, ["prompts", "check"])
+    assert code == 0 and "ok" in out
+
+
+def test_prompts_check_fails_on_broken_template(capsys):
+    code, _, err = run(capsys, ["prompts", "check", str(Path(__file__).parent / "data" / "templates")])
+    assert code == 2 and "unknown_key.j2" in err
+
+
+def test_render_prints_exactly_the_prompt_and_counts_tokens(capsys, prepared, tiny_model_dir):
+    code, out, err = run(capsys, ["prompts", "render", "tallrec_plain", "--data", str(prepared), "--split", "train",
+                                  "--index", "0", "--model", str(tiny_model_dir)])
+    assert code == 0
+    assert out.endswith("### Response:\n")
+    assert "prompt tokens" in err and "tallrec_plain" in err
+
+
+def test_render_chat_template_applies_the_chat_format(capsys, prepared, tiny_model_dir):
+    code, out, _ = run(capsys, ["prompts", "render", "movie_rich_chat", "--data", str(prepared), "--split", "train",
+                                "--model", str(tiny_model_dir)])
+    assert code == 0
+    assert out.count("<|im_start|>user") == 1 and out.endswith("<|im_start|>assistant\n")
+
+
+def test_evaluate_zero_shot_writes_metrics_predictions_and_config(capsys, prepared, tiny_model_dir, tmp_path):
+    code, out, _ = run(capsys, ["evaluate", "--data", str(prepared), "--split", "train", "--model", str(tiny_model_dir),
+                                "--out", str(tmp_path / "res")])
+    assert code == 0
+    metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
+    assert {"auc", "uauc", "logloss", "num_examples"} <= set(metrics)
+    rows = [json.loads(line) for line in (tmp_path / "res" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == metrics["num_examples"] == 17
+    assert {"user_id", "item_id", "label", "score"} <= set(rows[0])
+    record = json.loads((tmp_path / "res" / "config.json").read_text())
+    assert record["template"]["name"] == "tallrec_plain" and record["data"]["sha256"]
+
+
+def test_train_then_evaluate_with_adapter_on_alpaca_file(capsys, tiny_model_dir, tmp_path):
+    code, out, err = run(capsys, ["train", "--data", str(ALPACA), "--valid", str(ALPACA), "--template", "alpaca",
+                                  "--shots", "2", "--model", str(tiny_model_dir), "--set", "num_epochs=1",
+                                  "--set", "batch_size=2", "--out", str(tmp_path / "adapter")])
+    assert code == 0, err
+    assert "saved adapter" in out
+    code, out, err = run(capsys, ["evaluate", "--data", str(ALPACA), "--adapter", str(tmp_path / "adapter"),
+                                  "--out", str(tmp_path / "res")])
+    assert code == 0, err
+    record = json.loads((tmp_path / "res" / "config.json").read_text())
+    assert record["template"]["name"] == "alpaca", "evaluate defaults to the adapter's template"
+    assert record["config"]["model"]["model"] == str(tiny_model_dir), "and to the adapter's base model"
+
+
+USER_ERRORS = {
+    "missing source dir": (["data", "prepare", "movielens", "--source", "/nonexistent", "--out", "{tmp}/x"], "u.data"),
+    "unknown template": (["evaluate", "--data", "{prepared}", "--template", "tallrec_plian", "--out", "{tmp}/r"],
+                         "tallrec_plain"),
+    "unknown config key": (["train", "--data", "{prepared}", "--set", "shot=3", "--out", "{tmp}/a"], "did you mean"),
+    "shots above pool": (["train", "--data", "{prepared}", "--shots", "500", "--model", "{model}", "--out", "{tmp}/a"],
+                         "exceeds the 17"),
+    "missing split": (["evaluate", "--data", "{prepared}", "--split", "dev", "--out", "{tmp}/r"], "dev"),
+    "single file without valid": (["train", "--data", "{alpaca}", "--template", "alpaca", "--out", "{tmp}/a"],
+                                  "--valid"),
+    "adapter dir that is not one": (["evaluate", "--data", "{prepared}", "--adapter", "{tmp}", "--out", "{tmp}/r"],
+                                    "adapter_config.json"),
+    "render index out of range": (["prompts", "render", "tallrec_plain", "--data", "{prepared}", "--index", "99"],
+                                  "out of range"),
+}
+
+
+@pytest.mark.parametrize("argv, fragment", USER_ERRORS.values(), ids=USER_ERRORS)
+def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, fragment, prepared, tiny_model_dir, tmp_path):
+    values = {"prepared": prepared, "tmp": tmp_path, "model": tiny_model_dir, "alpaca": ALPACA}
+    code, _, err = run(capsys, [a.format(**values) for a in argv])
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("promptrec: error:")]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_every_verb_has_examples_in_help(capsys):
+    for verb in ("prompts", "data", "train", "evaluate", "quickstart"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        assert "examples:" in capsys.readouterr().out

