@@ -74,8 +74,8 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def answer_log_odds(model, batch: Batch, answers: AnswerIds) -> torch.Tensor:
-    """(batch,) log P(positive) - log P(negative) for single-token answers, from one forward pass."""
+def next_token_log_probs(model, batch: Batch) -> torch.Tensor:
+    """(batch, vocab) log-probabilities of the token after each row's last real token."""
     device = model_device(model)
     out = model(
         input_ids=batch.input_ids.to(device),
@@ -86,11 +86,16 @@ def answer_log_odds(model, batch: Batch, answers: AnswerIds) -> torch.Tensor:
         logits_to_keep=1 if batch.side == "left" else 0,
     )
     if batch.side == "left":
-        last_logits = out.logits[:, -1].float()  # (batch, vocab)
+        last_logits = out.logits[:, -1].float()
     else:
         rows = torch.arange(batch.input_ids.shape[0], device=device)
         last_logits = out.logits[rows, batch.last_index.to(device)].float()
-    log_probs = torch.log_softmax(last_logits, dim=-1)
+    return torch.log_softmax(last_logits, dim=-1)
+
+
+def answer_log_odds(model, batch: Batch, answers: AnswerIds) -> torch.Tensor:
+    """(batch,) log P(positive) - log P(negative) for single-token answers, from one forward pass."""
+    log_probs = next_token_log_probs(model, batch)
     return log_probs[:, answers.positive[0]] - log_probs[:, answers.negative[0]]
 
 

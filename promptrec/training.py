@@ -21,7 +21,14 @@ from promptrec.config import to_dict
 from promptrec.errors import ConfigError
 from promptrec.models import RUN_RECORD, ModelConfig
 from promptrec.records import provenance, template_record, write_json
-from promptrec.scoring import Scorer, answer_log_odds, model_device, pad_batch, score_sequences
+from promptrec.scoring import (
+    Scorer,
+    answer_log_odds,
+    model_device,
+    next_token_log_probs,
+    pad_batch,
+    score_sequences,
+)
 
 LOSSES = ("lm", "bce")
 
@@ -103,6 +110,12 @@ def batch_loss(model, scorer: Scorer, sequences: list[list[int]], labels: list[i
         log_odds = answer_log_odds(model, pad_batch(sequences, pad_id, "left"), scorer.answers)
         target = torch.tensor(labels, dtype=log_odds.dtype, device=log_odds.device)
         return torch.nn.functional.binary_cross_entropy_with_logits(log_odds, target)
+    if scorer.answers.single_token:
+        # Same loss as the labelled full sequence below, but the vocab projection and softmax run
+        # at one position per row instead of all of them (~2x faster on CPU).
+        log_probs = next_token_log_probs(model, pad_batch(sequences, pad_id, "left"))
+        targets = torch.tensor([scorer.answers.for_label(y)[0] for y in labels], device=log_probs.device)
+        return torch.nn.functional.nll_loss(log_probs, targets)
     full = [seq + list(scorer.answers.for_label(y)) for seq, y in zip(sequences, labels)]
     batch = pad_batch(full, pad_id, "right")
     targets = torch.full_like(batch.input_ids, -100)  # loss on the answer tokens only

@@ -57,15 +57,15 @@ def build_tiny_tokenizer(out_dir: Path):
     return fast
 
 
-def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0):
+def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, hidden_size: int = 32):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -85,6 +85,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out_dir = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = build_tiny_tokenizer(out_dir)
     build_tiny_model(out_dir, vocab_size=len(tokenizer))
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_64_dir(tmp_path_factory) -> Path:
+    """Like tiny_model_dir with hidden size 64: bitsandbytes 4-bit needs dims of 64 or more."""
+    out_dir = tmp_path_factory.mktemp("tiny-llama-64")
+    tokenizer = build_tiny_tokenizer(out_dir)
+    build_tiny_model(out_dir, vocab_size=len(tokenizer), hidden_size=64)
     return out_dir
 
 
