@@ -74,7 +74,7 @@ def load_movielens(source_dir) -> Dataset:
     return Dataset("movielens-100k", users, items, interactions, tuple(paths.values()))
 
 
-def _read_text(path: Path, encoding: str = "utf-8") -> str:
+def read_text(path: Path, encoding: str = "utf-8") -> str:
     try:
         return path.read_text(encoding=encoding)
     except FileNotFoundError:
@@ -88,7 +88,7 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
 def _read_lines(path: Path, encoding: str = "utf-8") -> list[tuple[int, str]]:
     """(1-based line number, line) for every non-blank line; blank lines carry no record."""
     # split on "\n" only: str.splitlines() also breaks on latin-1 bytes such as 0x85
-    lines = enumerate(_read_text(path, encoding).split("\n"), 1)
+    lines = enumerate(read_text(path, encoding).split("\n"), 1)
     return [(n, line.rstrip("\r")) for n, line in lines if line.strip()]
 
 
@@ -239,7 +239,7 @@ def _read_table(path: Path) -> list[tuple[int, dict]]:
         raise DataError(
             f"{path}: unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}"
         )
-    text = _read_text(path, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
+    text = read_text(path, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
     if suffix in (".csv", ".tsv"):
         return _parse_delimited(path, text, "," if suffix == ".csv" else "\t")
     return _parse_json_rows(path, text)

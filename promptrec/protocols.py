@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from promptrec import __version__
-from promptrec.data import Dataset, Interaction, load_interactions_table, load_movielens
+from promptrec.data import Dataset, Interaction, load_interactions_table, load_movielens, read_text
 from promptrec.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
@@ -307,20 +307,9 @@ def load_split(path, split: str = "test") -> list[dict]:
     return examples
 
 
-def _read_utf8(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; check the path") from None
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not valid UTF-8 (byte {err.start}); re-save it as UTF-8"
-        ) from None
-
-
 def _load_jsonl(path: Path) -> list[dict]:
     examples = []
-    for line_no, line in enumerate(_read_utf8(path).split("\n"), 1):
+    for line_no, line in enumerate(read_text(path).split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -345,7 +334,7 @@ def load_alpaca(path) -> list[dict]:
     """Read a TALLRec/Alpaca instruction file: a JSON list of {instruction, input, output}."""
     path = Path(path)
     try:
-        records = json.loads(_read_utf8(path))
+        records = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}); fix the file") from None
     if not isinstance(records, list):

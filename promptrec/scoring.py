@@ -74,22 +74,26 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def next_token_log_probs(model, batch: Batch) -> torch.Tensor:
-    """(batch, vocab) log-probabilities of the token after each row's last real token."""
+def forward_logits(model, batch: Batch, logits_to_keep: int = 0) -> torch.Tensor:
+    """(batch, kept positions, vocab) float logits; 0 keeps every position."""
     device = model_device(model)
-    out = model(
+    return model(
         input_ids=batch.input_ids.to(device),
         attention_mask=batch.attention_mask.to(device),
         position_ids=batch.position_ids.to(device),
         use_cache=False,
-        # Left padding: only the final column is needed, which skips the vocab projection elsewhere.
-        logits_to_keep=1 if batch.side == "left" else 0,
-    )
+        logits_to_keep=logits_to_keep,
+    ).logits.float()
+
+
+def next_token_log_probs(model, batch: Batch) -> torch.Tensor:
+    """(batch, vocab) log-probabilities of the token after each row's last real token."""
     if batch.side == "left":
-        last_logits = out.logits[:, -1].float()
+        # Only the final column is needed, which skips the vocab projection everywhere else.
+        last_logits = forward_logits(model, batch, logits_to_keep=1)[:, -1]
     else:
-        rows = torch.arange(batch.input_ids.shape[0], device=device)
-        last_logits = out.logits[rows, batch.last_index.to(device)].float()
+        logits = forward_logits(model, batch)
+        last_logits = logits[torch.arange(logits.shape[0], device=logits.device), batch.last_index.to(logits.device)]
     return torch.log_softmax(last_logits, dim=-1)
 
 
@@ -102,16 +106,8 @@ def answer_log_odds(model, batch: Batch, answers: AnswerIds) -> torch.Tensor:
 def continuation_log_probs(model, prompts: list[list[int]], continuation: tuple[int, ...], pad_id: int) -> torch.Tensor:
     """(batch,) summed log-probability of `continuation` after each prompt (right padding)."""
     sequences = [p + list(continuation) for p in prompts]
-    batch = pad_batch(sequences, pad_id, side="right")
-    device = model_device(model)
-    logits = model(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=batch.attention_mask.to(device),
-        position_ids=batch.position_ids.to(device),
-        use_cache=False,
-    ).logits.float()
-    log_probs = torch.log_softmax(logits, dim=-1)  # (batch, length, vocab)
-    total = torch.zeros(len(prompts), device=device)
+    log_probs = torch.log_softmax(forward_logits(model, pad_batch(sequences, pad_id, side="right")), dim=-1)
+    total = torch.zeros(len(prompts), device=log_probs.device)  # log_probs: (batch, length, vocab)
     for row, prompt in enumerate(prompts):
         for offset, token in enumerate(continuation):
             # token at position len(prompt)+offset is predicted by the logits one step earlier

@@ -57,7 +57,8 @@ def build_tiny_tokenizer(out_dir: Path):
     return fast
 
 
-def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, hidden_size: int = 32):
+def tiny_llama(vocab_size: int, hidden_size: int = 32, seed: int = 0):
+    """An in-memory tiny random Llama; hidden_size varies so adapters can be made not to fit."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -75,8 +76,11 @@ def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, hidden_size:
         pad_token_id=0,
         tie_word_embeddings=True,
     )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(out_dir)
+    return LlamaForCausalLM(config).eval()
+
+
+def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, hidden_size: int = 32):
+    tiny_llama(vocab_size, hidden_size, seed).save_pretrained(out_dir)
 
 
 @pytest.fixture(scope="session")

@@ -8,36 +8,15 @@ from types import SimpleNamespace
 import pytest
 
 import promptrec.models as models
+from conftest import tiny_llama
 from promptrec.errors import ConfigError, ModelError
 from promptrec.models import ModelConfig, attach_adapter, check_adapter, load_model, load_tokenizer, resolve_source
-
-
-def build_llama(vocab_size: int, hidden_size: int, seed: int = 0):
-    """An in-memory tiny Llama; hidden_size varies so adapters can be made not to fit."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=0,
-        eos_token_id=2,
-        pad_token_id=0,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 def save_lora_adapter(out_dir: Path, vocab_size: int, hidden_size: int = 32) -> Path:
     from peft import LoraConfig, get_peft_model
 
-    model = build_llama(vocab_size, hidden_size)
+    model = tiny_llama(vocab_size, hidden_size)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     peft_model.save_pretrained(out_dir)
     return out_dir
@@ -115,7 +94,7 @@ def test_missing_local_dir_raises_model_error(tmp_path):
 
 
 def test_model_dir_without_tokenizer_raises_model_error(tiny_tokenizer, tmp_path):
-    build_llama(len(tiny_tokenizer), hidden_size=32).save_pretrained(tmp_path)
+    tiny_llama(len(tiny_tokenizer), hidden_size=32).save_pretrained(tmp_path)
     with pytest.raises(ModelError, match="tokenizer"):
         load_model(ModelConfig(model=str(tmp_path)))
 
@@ -150,7 +129,7 @@ def test_check_adapter_without_adapter_config_raises(tmp_path):
 
 
 def test_attach_adapter_without_adapter_config_raises(tmp_path):
-    model = build_llama(vocab_size=64, hidden_size=32)
+    model = tiny_llama(vocab_size=64, hidden_size=32)
     with pytest.raises(ModelError, match="adapter_config.json"):
         attach_adapter(model, tmp_path, ModelConfig(model="tiny"))
 
@@ -188,14 +167,14 @@ def test_adapter_with_matching_or_no_run_record_passes_check(tmp_path, record):
 def test_attach_adapter_to_fitting_model(adapter_dir, tiny_tokenizer):
     from peft import PeftModel
 
-    model = build_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
+    model = tiny_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
     attached = attach_adapter(model, adapter_dir, ModelConfig(model="tiny"))
     assert isinstance(attached, PeftModel)
     assert not any(p.requires_grad for p in attached.parameters())
 
 
 def test_attach_adapter_trainable(adapter_dir, tiny_tokenizer):
-    model = build_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
+    model = tiny_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
     attached = attach_adapter(model, adapter_dir, ModelConfig(model="tiny"), trainable=True)
     trainable = [name for name, p in attached.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
@@ -211,7 +190,7 @@ def test_load_model_with_adapter(tiny_model_dir, adapter_dir):
 
 @pytest.mark.parametrize("hidden_size", [16, 64])
 def test_adapter_of_other_hidden_size_raises_model_error(adapter_dir, tiny_tokenizer, hidden_size):
-    model = build_llama(len(tiny_tokenizer), hidden_size=hidden_size)
+    model = tiny_llama(len(tiny_tokenizer), hidden_size=hidden_size)
     with pytest.raises(ModelError) as info:
         attach_adapter(model, adapter_dir, ModelConfig(model="wider-model"))
     message = str(info.value)
