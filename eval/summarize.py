@@ -1,4 +1,4 @@
-"""Summarize evaluation dirs into a Markdown table: mean ± std over seeds per template × shots.
+"""Summarize evaluation and baseline dirs into a Markdown table: mean ± std over seeds per cell.
 
     python eval/summarize.py eval/results/tallrec_movie
 
@@ -14,6 +14,8 @@ import numpy as np
 
 
 def cell_key(record: dict) -> tuple[str, int]:
+    if record["kind"] == "baseline":
+        return f"baseline: {record['baseline']}", record["shots"]
     adapter = record.get("adapter_record") or {}
     template = record["template"]["name"]
     shots = adapter.get("config", {}).get("shots", 0) if adapter else 0

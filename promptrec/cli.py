@@ -1,4 +1,4 @@
-"""The `promptrec` command line: prompts, data, train, evaluate, quickstart.
+"""The `promptrec` command line: prompts, data, train, evaluate, baselines, quickstart.
 
 Handlers parse flags into typed configs and call library functions; user mistakes surface as one
 line on stderr and exit code 2. `main(argv)` returns the exit code so tests can call it directly.
@@ -30,6 +30,9 @@ EXAMPLES = {
   promptrec evaluate --data data/ml100k --out eval/results/zero-shot          # zero-shot
   promptrec evaluate --data data/ml100k --adapter adapters/plain-64-s0 --out eval/results/plain-64-s0
   promptrec evaluate --data test.json --template alpaca --limit 300 --out eval/results/alpaca""",
+    "baselines": """examples:
+  promptrec baselines --data data/ml100k --shots 64 --seeds 0 1 2 --out eval/results/baselines
+  promptrec baselines --data data/ml100k --limit 300 --out eval/results/baselines-300""",
     "quickstart": """examples:
   promptrec quickstart --source ../shared/data/ml-100k --out runs/quickstart""",
 }
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_data_parser(sub, EXAMPLES["data"])
     commands.add_train_parser(sub, EXAMPLES["train"])
     commands.add_evaluate_parser(sub, EXAMPLES["evaluate"])
+    commands.add_baselines_parser(sub, EXAMPLES["baselines"])
     commands.add_quickstart_parser(sub, EXAMPLES["quickstart"])
     return parser
 

@@ -225,3 +225,29 @@ def quickstart_command(args) -> int:
     quickstart.run(resolve_path(args.source), resolve_path(args.out), args.template, args.shots, args.epochs,
                    args.limit, model_config(args))
     return 0
+
+
+# ---------------------------------------------------------------- baselines
+def add_baselines_parser(sub, examples: str) -> None:
+    parser = _parser(sub, "baselines", "Classic baselines on the same split: history/item/user like-rates and "
+                     "logistic regression on K shots and on the full train split.", examples)
+    parser.add_argument("--data", required=True, help="prepared dir from `promptrec data prepare`")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--shots", type=int, default=64)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--limit", type=int, default=0, help="score the same seeded sample as `evaluate --limit`")
+    parser.add_argument("--out", required=True)
+    parser.set_defaults(handler=baselines_command)
+
+
+def baselines_command(args) -> int:
+    from promptrec.baselines import run_baselines
+    from promptrec.evaluation import select_examples
+
+    data = resolve_path(args.data)
+    test = select_examples(_load(data, args.split), args.limit, seed=0)
+    results = run_baselines(_load(data, "train"), test, args.shots, args.seeds, resolve_path(args.out))
+    for name, runs in results.items():
+        aucs = [m["auc"] for m in runs]
+        print(f"{name:24} AUC {sum(aucs) / len(aucs):.4f}" + (f" (mean of {len(aucs)} seeds)" if len(aucs) > 1 else ""))
+    return 0

@@ -111,7 +111,7 @@ def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, fragment, prepared,
 
 
 def test_every_verb_has_examples_in_help(capsys):
-    for verb in ("prompts", "data", "train", "evaluate", "quickstart"):
+    for verb in ("prompts", "data", "train", "evaluate", "baselines", "quickstart"):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         assert "examples:" in capsys.readouterr().out
