@@ -115,3 +115,13 @@ def test_every_verb_has_examples_in_help(capsys):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         assert "examples:" in capsys.readouterr().out
+
+
+def test_quickstart_runs_every_step_and_prints_table_and_ranked_list(capsys, ml100k_dir, tiny_model_dir, tmp_path):
+    code, out, err = run(capsys, ["quickstart", "--source", str(ml100k_dir), "--out", str(tmp_path / "qs"),
+                                  "--model", str(tiny_model_dir), "--shots", "4", "--epochs", "1", "--limit", "12"])
+    assert code == 0, err
+    assert "| zero-shot |" in out and "| 4-shot LoRA |" in out
+    assert "Ranked list for user" in out
+    scores = [float(line.split()[1]) for line in out.splitlines() if line.strip()[:3].strip(" .").isdigit()]
+    assert scores == sorted(scores, reverse=True) and scores, "the ranked list is in score order"
