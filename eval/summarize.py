@@ -2,7 +2,8 @@
 
     python eval/summarize.py eval/results/tallrec_movie
 
-Reads each run's metrics.json and config.json (the run record), never directory names.
+A cell is (method, shots, loss). Reads each run's metrics.json and config.json (the run record),
+never directory names.
 """
 
 import json
@@ -13,13 +14,20 @@ from pathlib import Path
 import numpy as np
 
 
-def cell_key(record: dict) -> tuple[str, int]:
+def cell_key(record: dict) -> tuple[str, int, str]:
     if record["kind"] == "baseline":
-        return f"baseline: {record['baseline']}", record["shots"]
+        return f"baseline: {record['baseline']}", record["shots"], "-"
     adapter = record.get("adapter_record") or {}
-    template = record["template"]["name"]
-    shots = adapter.get("config", {}).get("shots", 0) if adapter else 0
-    return template, shots
+    if not adapter:
+        return record["template"]["name"], 0, "-"
+    return record["template"]["name"], adapter["config"]["shots"], adapter["config"]["loss"]
+
+
+def stat(runs: list[dict], name: str) -> str:
+    values = np.array([m[name] for m in runs], dtype=float)
+    if np.isnan(values).all():
+        return "-"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
 
 def main(results_dir: str) -> None:
@@ -27,14 +35,11 @@ def main(results_dir: str) -> None:
     for metrics_path in sorted(Path(results_dir).rglob("metrics.json")):
         record = json.loads((metrics_path.parent / "config.json").read_text())
         cells[cell_key(record)].append(json.loads(metrics_path.read_text()))
-    print("| template | shots | runs | AUC | UAUC | log loss | test examples |")
-    print("|---|---|---|---|---|---|---|")
-    for (template, shots), runs in sorted(cells.items()):
-        def stat(name):
-            values = np.array([m[name] for m in runs], dtype=float)
-            return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
-        print(f"| {template} | {shots} | {len(runs)} | {stat('auc')} | {stat('uauc')} | {stat('logloss')} | "
-              f"{runs[0]['num_examples']} |")
+    print("| method | shots | loss | runs | AUC | UAUC | log loss | test examples |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (method, shots, loss), runs in sorted(cells.items(), key=lambda kv: (kv[0][0].startswith("baseline"), kv[0])):
+        print(f"| {method} | {shots} | {loss} | {len(runs)} | {stat(runs, 'auc')} | {stat(runs, 'uauc')} | "
+              f"{stat(runs, 'logloss')} | {runs[0]['num_examples']} |")
 
 
 if __name__ == "__main__":

@@ -168,15 +168,63 @@ class TrainResult:
     main_process: bool  # False on the other ranks of a multi-process launch (they print nothing)
 
 
+@dataclass
+class Run:
+    """What one training run works on, prepared once before the first epoch."""
+
+    config: TrainConfig
+    accelerator: object
+    model: object
+    optimizer: object
+    scheduler: object
+    scorer: Scorer
+    shots: list[dict]
+    sequences: list[list[int]]  # tokenized prompts of the shots
+    valid_sequences: list[list[int]]
+    valid_labels: list[int]
+
+
 def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], out_dir: str | Path,
           data_record: dict | None = None, progress: bool = False) -> TrainResult:
     """Fit a LoRA adapter on `config.shots` examples of `train_pool`; save the best one to `out_dir`."""
+    start = time.perf_counter()
+    run = prepare_run(config, train_pool, valid_pool)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    history, best_auc, best_epoch, stale = [], -1.0, 0, 0
+    order_rng = random.Random(config.seed + 1)
+    for epoch in range(1, config.num_epochs + 1):
+        entry = {"epoch": epoch, "train_loss": run_epoch(run, order_rng)}
+        if run.valid_sequences:
+            entry["valid_auc"] = validation_auc(run.accelerator, run.model, run.scorer, run.valid_sequences,
+                                                run.valid_labels, config.score_batch_size)
+        history.append(entry)
+        if progress and run.accelerator.is_main_process:
+            print(f"epoch {epoch}/{config.num_epochs} "
+                  + " ".join(f"{k}={v:.4f}" for k, v in entry.items() if k != "epoch"), flush=True)
+        if not run.valid_sequences or entry["valid_auc"] > best_auc:
+            best_auc, best_epoch, stale = entry.get("valid_auc", float("nan")), epoch, 0
+            if run.accelerator.is_main_process:
+                run.accelerator.unwrap_model(run.model).save_pretrained(out_dir)
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    run.accelerator.wait_for_everyone()
+    result = TrainResult(out_dir, best_epoch, best_auc, history, time.perf_counter() - start,
+                         run.accelerator.is_main_process)
+    if result.main_process:
+        write_run_record(run, result, data_record or {})
+    return result
+
+
+def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict]) -> Run:
+    """Check the request, draw shots, load the model with LoRA, tokenize, build the optimizer."""
     from transformers import get_linear_schedule_with_warmup, set_seed
 
     from promptrec.models import load_model
     from promptrec.templates import load_template
 
-    start = time.perf_counter()
     template = load_template(config.template)
     shots = sample_shots(train_pool, config.shots, config.seed, config.balanced)
     valid = random.Random(config.seed).sample(valid_pool, min(config.valid_examples, len(valid_pool)))
@@ -192,73 +240,51 @@ def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], o
     if config.loss == "bce" and not scorer.answers.single_token:
         raise ConfigError(f"loss=bce needs single-token answers; template {template.name} has {template.choices}")
     model = add_lora(model, config)
-    sequences = [scorer.encode(ex) for ex in shots]
-    valid_sequences = [scorer.encode(ex) for ex in valid]
-    valid_labels = [int(ex["label"]) for ex in valid]
-
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    steps_per_epoch = -(-len(shots) // config.batch_size)
-    total_steps = steps_per_epoch * config.num_epochs
+    total_steps = -(-len(shots) // config.batch_size) * config.num_epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return Run(config, accelerator, model, optimizer, scheduler, scorer, shots,
+               [scorer.encode(ex) for ex in shots], [scorer.encode(ex) for ex in valid],
+               [int(ex["label"]) for ex in valid])
 
-    history, best_auc, best_epoch, stale = [], -1.0, 0, 0
-    order_rng = random.Random(config.seed + 1)
-    for epoch in range(1, config.num_epochs + 1):
-        model.train()
-        order = list(range(len(shots)))
-        order_rng.shuffle(order)
-        losses = []
-        for step in range(steps_per_epoch):
-            global_batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            mine = global_batch[accelerator.process_index :: accelerator.num_processes] or global_batch[:1]
-            loss = batch_loss(model, scorer, [sequences[i] for i in mine], [shots[i]["label"] for i in mine], config.loss)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-        # Each rank saw its own slice; report the loss over the whole global batch.
-        mean_loss = accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean")
-        entry = {"epoch": epoch, "train_loss": float(mean_loss)}
-        if valid_sequences:
-            entry["valid_auc"] = validation_auc(
-                accelerator, model, scorer, valid_sequences, valid_labels, config.score_batch_size
-            )
-        history.append(entry)
-        if progress and accelerator.is_main_process:
-            print(f"epoch {epoch}/{config.num_epochs} " + " ".join(f"{k}={v:.4f}" for k, v in entry.items() if k != "epoch"),
-                  flush=True)
-        improved = not valid_sequences or entry["valid_auc"] > best_auc
-        if improved:
-            best_auc, best_epoch, stale = entry.get("valid_auc", float("nan")), epoch, 0
-            if accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(out_dir)
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    accelerator.wait_for_everyone()
-    result = TrainResult(out_dir, best_epoch, best_auc, history, time.perf_counter() - start,
-                         accelerator.is_main_process)
-    if accelerator.is_main_process:
-        write_json(out_dir / RUN_RECORD, {
-            "kind": "train",
-            "config": to_dict(config),
-            "model": to_dict(config.model),
-            "template": template_record(template),
-            "data": data_record or {},
-            "shot_ids": [ex.get("example_id") for ex in shots],
-            "shot_positive_rate": float(np.mean([ex["label"] for ex in shots])),
-            "num_processes": accelerator.num_processes,
-            "best_epoch": best_epoch,
-            "best_valid_auc": best_auc,
-            "history": history,
-            "seconds": result.seconds,
-            **provenance(),
-        })
-    return result
+
+def run_epoch(run: Run, order_rng: random.Random) -> float:
+    """One pass over the shots in seeded global batches; returns the mean loss over all ranks."""
+    config, accelerator = run.config, run.accelerator
+    run.model.train()
+    order = list(range(len(run.shots)))
+    order_rng.shuffle(order)
+    losses = []
+    for start in range(0, len(order), config.batch_size):
+        global_batch = order[start : start + config.batch_size]
+        mine = global_batch[accelerator.process_index :: accelerator.num_processes] or global_batch[:1]
+        loss = batch_loss(run.model, run.scorer, [run.sequences[i] for i in mine],
+                          [run.shots[i]["label"] for i in mine], config.loss)
+        accelerator.backward(loss)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad()
+        losses.append(loss.item())
+    # Each rank saw its own slice; report the loss over the whole global batch.
+    return float(accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean"))
+
+
+def write_run_record(run: Run, result: TrainResult, data_record: dict) -> None:
+    write_json(result.out_dir / RUN_RECORD, {
+        "kind": "train",
+        "config": to_dict(run.config),
+        "model": to_dict(run.config.model),
+        "template": template_record(run.scorer.template),
+        "data": data_record,
+        "shot_ids": [ex.get("example_id") for ex in run.shots],
+        "shot_positive_rate": float(np.mean([ex["label"] for ex in run.shots])),
+        "num_processes": run.accelerator.num_processes,
+        "best_epoch": result.best_epoch,
+        "best_valid_auc": result.best_valid_auc,
+        "history": result.history,
+        "seconds": result.seconds,
+        **provenance(),
+    })
