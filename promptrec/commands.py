@@ -10,6 +10,12 @@ from promptrec.cli import add_config_flags, add_model_flags, model_flags, print_
 from promptrec.errors import ConfigError, DataError
 
 
+def _refuse_overwrite(out: Path, marker: str, overwrite: bool) -> None:
+    """Finished outputs are never silently replaced: a rerun into the same dir must say so."""
+    if (out / marker).exists() and not overwrite:
+        raise ConfigError(f"{out} already holds a finished run ({marker}); pass --overwrite or choose another --out")
+
+
 def _parser(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help_text, description=help_text, epilog=examples,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +137,7 @@ def add_train_parser(sub, examples: str) -> None:
     parser.add_argument("--shots", type=int, help="K examples sampled from the train split (default 64)")
     parser.add_argument("--seed", type=int, help="sampling/initialisation seed (default 0)")
     parser.add_argument("--loss", choices=["lm", "bce"], help="lm (default) or bce on the yes/no log-odds")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished adapter in --out")
     add_config_flags(parser)
     add_model_flags(parser)
     parser.set_defaults(handler=train_command)
@@ -142,6 +149,7 @@ def train_command(args) -> int:
 
     flags = {"template": args.template, "shots": args.shots, "seed": args.seed, "loss": args.loss} | model_flags(args)
     config = resolve(TrainConfig, args.config, args.set, flags)
+    _refuse_overwrite(resolve_path(args.out), "promptrec_run.json", args.overwrite)
     data = resolve_path(args.data)
     pool = _load(data, "train")
     valid = _load(resolve_path(args.valid), "valid") if args.valid else _valid_split(data, config)
@@ -182,6 +190,7 @@ def add_evaluate_parser(sub, examples: str) -> None:
     parser.add_argument("--template", help="template (default: the adapter's, else tallrec_plain)")
     parser.add_argument("--limit", type=int, help="score a seeded sample of N examples (default all)")
     parser.add_argument("--out", required=True, help="results dir")
+    parser.add_argument("--overwrite", action="store_true", help="replace finished results in --out")
     add_config_flags(parser)
     add_model_flags(parser)
     parser.set_defaults(handler=evaluate_command)
@@ -197,6 +206,7 @@ def evaluate_command(args) -> int:
     if adapter_model and args.model is None and not any(s.startswith("model.model=") for s in args.set):
         flags["model"]["model"] = adapter_model  # default to the base model the adapter was trained on
     config = resolve(EvalConfig, args.config, args.set, flags)
+    _refuse_overwrite(resolve_path(args.out), "metrics.json", args.overwrite)
     data = resolve_path(args.data)
     examples = _load(data, config.split)
     metrics = evaluate(config, examples, resolve_path(args.out), args.adapter, _data_record(data, config.split),

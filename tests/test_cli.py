@@ -95,6 +95,7 @@ USER_ERRORS = {
                                   "--valid"),
     "adapter dir that is not one": (["evaluate", "--data", "{prepared}", "--adapter", "{tmp}", "--out", "{tmp}/r"],
                                     "adapter_config.json"),
+    "finished results in --out": (["evaluate", "--data", "{prepared}", "--out", "{finished}"], "--overwrite"),
     "render index out of range": (["prompts", "render", "tallrec_plain", "--data", "{prepared}", "--index", "99"],
                                   "out of range"),
 }
@@ -102,12 +103,16 @@ USER_ERRORS = {
 
 @pytest.mark.parametrize("argv, fragment", USER_ERRORS.values(), ids=USER_ERRORS)
 def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, fragment, prepared, tiny_model_dir, tmp_path):
-    values = {"prepared": prepared, "tmp": tmp_path, "model": tiny_model_dir, "alpaca": ALPACA}
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "metrics.json").write_text('{"auc": 0.7}')
+    values = {"prepared": prepared, "tmp": tmp_path, "model": tiny_model_dir, "alpaca": ALPACA, "finished": finished}
     code, _, err = run(capsys, [a.format(**values) for a in argv])
     assert code == 2
     lines = [line for line in err.splitlines() if line.startswith("promptrec: error:")]
     assert len(lines) == 1 and fragment in lines[0], err
     assert "Traceback" not in err
+    assert (finished / "metrics.json").read_text() == '{"auc": 0.7}', "nothing already written is lost"
 
 
 def test_every_verb_has_examples_in_help(capsys):
