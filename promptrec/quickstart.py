@@ -25,7 +25,8 @@ def run(source: Path, out: Path, template: str, shots: int, epochs: int, limit: 
     eval_config = EvalConfig(template=template, limit=limit, model=model)
     zero = evaluate(eval_config, test, out / "zero-shot", data_record=record, progress=True)
     say(f"[2/4] zero-shot AUC {zero['auc']:.4f}")
-    config = TrainConfig(template=template, shots=shots, num_epochs=epochs, valid_examples=64, patience=2, model=model)
+    # Same recipe as the README's table: fixed epochs, last one kept (a small validation sample is noise).
+    config = TrainConfig(template=template, shots=shots, num_epochs=epochs, valid_examples=0, model=model)
     adapter = out / f"adapter-{template}-{shots}shot"
     train(config, load_split(data_dir, "train"), load_split(data_dir, "valid"), adapter, progress=True)
     say(f"[3/4] adapter saved to {adapter}")
