@@ -38,8 +38,10 @@ def main(results_dir: str) -> None:
     print("| method | shots | loss | runs | AUC | UAUC | log loss | test examples |")
     print("|---|---|---|---|---|---|---|---|")
     for (method, shots, loss), runs in sorted(cells.items(), key=lambda kv: (kv[0][0].startswith("baseline"), kv[0])):
-        print(f"| {method} | {shots} | {loss} | {len(runs)} | {stat(runs, 'auc')} | {stat(runs, 'uauc')} | "
-              f"{stat(runs, 'logloss')} | {runs[0]['num_examples']} |")
+        print(
+            f"| {method} | {shots} | {loss} | {len(runs)} | {stat(runs, 'auc')} | {stat(runs, 'uauc')} | "
+            f"{stat(runs, 'logloss')} | {runs[0]['num_examples']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ HEURISTICS = {
 def features(example: dict, prior_rate: float = 0.55) -> list[float]:
     """One row of FEATURES; a missing rate (no earlier ratings) falls back to `prior_rate`."""
     if "stats" not in example or "history" not in example:
-        raise DataError(f"example {example.get('example_id')} lacks 'history'/'stats'; "
-                        "baselines need a split built by `promptrec data prepare`")
+        raise DataError(
+            f"example {example.get('example_id')} lacks 'history'/'stats'; "
+            "baselines need a split built by `promptrec data prepare`"
+        )
     stats, history = example["stats"], example["history"]
     ratings = [h["rating"] for h in history if h.get("rating") is not None]
     return [
@@ -59,8 +61,9 @@ def logistic_scores(train: list[dict], test: list[dict]) -> np.ndarray:
     return model.decision_function(feature_matrix(test))
 
 
-def run_baselines(train_pool: list[dict], test: list[dict], shots: int, seeds: list[int], out_dir: Path,
-                  balanced: bool = False) -> dict[str, list[dict]]:
+def run_baselines(
+    train_pool: list[dict], test: list[dict], shots: int, seeds: list[int], out_dir: Path, balanced: bool = False
+) -> dict[str, list[dict]]:
     """Every heuristic once, logistic regression per seed on K shots and once on the full pool."""
     from promptrec.training import sample_shots
 
@@ -68,17 +71,29 @@ def run_baselines(train_pool: list[dict], test: list[dict], shots: int, seeds: l
     results: dict[str, list[dict]] = {}
     # (name, seed, training examples used, scores); heuristics train on nothing.
     runs = [(name, None, 0, matrix[:, FEATURES.index(name)]) for name in HEURISTICS]
-    runs += [(f"logreg_{shots}shot", seed, shots,
-              logistic_scores(sample_shots(train_pool, shots, seed, balanced), test)) for seed in seeds]
+    runs += [
+        (f"logreg_{shots}shot", seed, shots, logistic_scores(sample_shots(train_pool, shots, seed, balanced), test))
+        for seed in seeds
+    ]
     runs.append(("logreg_full", None, len(train_pool), logistic_scores(train_pool, test)))
     for name, seed, trained_on, scores in runs:
         metrics = pointwise_metrics([ex["label"] for ex in test], scores, [ex.get("user_id") for ex in test])
         if name in HEURISTICS:  # rates, not log-odds: probability metrics would be meaningless
             metrics["logloss"] = metrics["accuracy"] = float("nan")
         run_dir = out_dir / (name if seed is None else f"{name}-seed{seed}")
-        write_outputs(run_dir, test, scores, metrics, {
-            "kind": "baseline", "baseline": name, "seed": seed, "shots": trained_on,
-            "features": list(FEATURES), **provenance(),
-        })
+        write_outputs(
+            run_dir,
+            test,
+            scores,
+            metrics,
+            {
+                "kind": "baseline",
+                "baseline": name,
+                "seed": seed,
+                "shots": trained_on,
+                "features": list(FEATURES),
+                **provenance(),
+            },
+        )
         results.setdefault(name, []).append(metrics)
     return results

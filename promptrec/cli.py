@@ -47,13 +47,20 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def model_flags(args) -> dict:
-    return {"model": {"model": args.model, "dtype": args.dtype, "device": args.device, "quantization": args.quantization}}
+    return {
+        "model": {"model": args.model, "dtype": args.dtype, "device": args.device, "quantization": args.quantization}
+    }
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of config keys (lowest precedence after defaults)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set lora.r=16 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set lora.r=16 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

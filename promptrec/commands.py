@@ -17,8 +17,13 @@ def _refuse_overwrite(out: Path, marker: str, overwrite: bool) -> None:
 
 
 def _parser(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=help_text, epilog=examples,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 # ---------------------------------------------------------------- prompts
@@ -46,7 +51,8 @@ def prompts_list(args) -> int:
 
     for template in list_templates():
         chat = " chat" if template.chat else ""
-        print(f"{template.name:24} v{template.version:<4} {template.kind}{chat:6} {template.description.splitlines()[0][:70]}")
+        summary = template.description.splitlines()[0][:70]
+        print(f"{template.name:24} v{template.version:<4} {template.kind}{chat:6} {summary}")
     return 0
 
 
@@ -77,14 +83,20 @@ def prompts_render(args) -> int:
     template = load_template(args.name)
     examples = load_split(resolve_path(args.data), args.split)
     if not 0 <= args.index < len(examples):
-        raise DataError(f"--index {args.index} is out of range; split {args.split!r} has {len(examples)} examples (0..{len(examples) - 1})")
+        raise DataError(
+            f"--index {args.index} is out of range; split {args.split!r} has {len(examples)} examples "
+            f"(0..{len(examples) - 1})"
+        )
     tokenizer = load_tokenizer(model_config(args))
     text = template.render(examples[args.index], tokenizer)
     answers = answer_ids(tokenizer, template.choices, template.name)
     sys.stdout.write(text)
-    print(f"\n----- {template.name} v{template.version} | example {examples[args.index].get('example_id')} | "
-          f"{len(encode_prompt(tokenizer, text, template.chat))} prompt tokens | answers {template.choices} -> "
-          f"{answers.positive} / {answers.negative} | label {examples[args.index].get('label')}", file=sys.stderr)
+    print(
+        f"\n----- {template.name} v{template.version} | example {examples[args.index].get('example_id')} | "
+        f"{len(encode_prompt(tokenizer, text, template.chat))} prompt tokens | answers {template.choices} -> "
+        f"{answers.positive} / {answers.negative} | label {examples[args.index].get('label')}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -118,10 +130,18 @@ def data_prepare(args) -> int:
     from promptrec.protocols import prepare_movielens, prepare_table
 
     if args.source_kind == "movielens":
-        manifest = prepare_movielens(resolve_path(args.source), resolve_path(args.out), args.history_len, args.max_examples)
+        manifest = prepare_movielens(
+            resolve_path(args.source), resolve_path(args.out), args.history_len, args.max_examples
+        )
     else:
-        manifest = prepare_table(args.interactions, args.items, args.users, resolve_path(args.out),
-                                 history_len=args.history_len, max_examples=args.max_examples)
+        manifest = prepare_table(
+            args.interactions,
+            args.items,
+            args.users,
+            resolve_path(args.out),
+            history_len=args.history_len,
+            max_examples=args.max_examples,
+        )
     counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
     print(f"wrote {args.out}: {counts}")
     return 0
@@ -155,8 +175,10 @@ def train_command(args) -> int:
     valid = _load(resolve_path(args.valid), "valid") if args.valid else _valid_split(data, config)
     result = train(config, pool, valid, resolve_path(args.out), _data_record(data, "train"), progress=True)
     if result.main_process:
-            print(f"saved adapter to {result.out_dir} (best epoch {result.best_epoch}, "
-              f"valid AUC {result.best_valid_auc:.4f}, {result.seconds:.0f} s)")
+        print(
+            f"saved adapter to {result.out_dir} (best epoch {result.best_epoch}, "
+            f"valid AUC {result.best_valid_auc:.4f}, {result.seconds:.0f} s)"
+        )
     return 0
 
 
@@ -170,8 +192,10 @@ def _valid_split(data: Path, config) -> list[dict]:
     if config.valid_examples == 0:
         return []
     if data.is_file():
-        raise ConfigError(f"--data {data} is a single file, so there is no valid split; "
-                          "pass --valid FILE or --set valid_examples=0 to train without early stopping")
+        raise ConfigError(
+            f"--data {data} is a single file, so there is no valid split; "
+            "pass --valid FILE or --set valid_examples=0 to train without early stopping"
+        )
     return _load(data, "valid")
 
 
@@ -209,16 +233,22 @@ def evaluate_command(args) -> int:
     _refuse_overwrite(resolve_path(args.out), "metrics.json", args.overwrite)
     data = resolve_path(args.data)
     examples = _load(data, config.split)
-    metrics = evaluate(config, examples, resolve_path(args.out), args.adapter, _data_record(data, config.split),
-                       progress=True)
+    metrics = evaluate(
+        config, examples, resolve_path(args.out), args.adapter, _data_record(data, config.split), progress=True
+    )
     print_json({k: metrics[k] for k in ("auc", "uauc", "logloss", "num_examples")})
     return 0
 
 
 # ---------------------------------------------------------------- quickstart
 def add_quickstart_parser(sub, examples: str) -> None:
-    parser = _parser(sub, "quickstart", "Prepare MovieLens, evaluate zero-shot, train a few-shot adapter, "
-                     "evaluate it, and print a results table and one user's ranked list.", examples)
+    parser = _parser(
+        sub,
+        "quickstart",
+        "Prepare MovieLens, evaluate zero-shot, train a few-shot adapter, "
+        "evaluate it, and print a results table and one user's ranked list.",
+        examples,
+    )
     parser.add_argument("--source", required=True, help="directory of the raw MovieLens-100K files")
     parser.add_argument("--out", default="runs/quickstart", help="where data, adapter and results go")
     parser.add_argument("--template", default="tallrec_plain")
@@ -232,15 +262,27 @@ def add_quickstart_parser(sub, examples: str) -> None:
 def quickstart_command(args) -> int:
     from promptrec import quickstart
 
-    quickstart.run(resolve_path(args.source), resolve_path(args.out), args.template, args.shots, args.epochs,
-                   args.limit, model_config(args))
+    quickstart.run(
+        resolve_path(args.source),
+        resolve_path(args.out),
+        args.template,
+        args.shots,
+        args.epochs,
+        args.limit,
+        model_config(args),
+    )
     return 0
 
 
 # ---------------------------------------------------------------- baselines
 def add_baselines_parser(sub, examples: str) -> None:
-    parser = _parser(sub, "baselines", "Classic baselines on the same split: history/item/user like-rates and "
-                     "logistic regression on K shots and on the full train split.", examples)
+    parser = _parser(
+        sub,
+        "baselines",
+        "Classic baselines on the same split: history/item/user like-rates and "
+        "logistic regression on K shots and on the full train split.",
+        examples,
+    )
     parser.add_argument("--data", required=True, help="prepared dir from `promptrec data prepare`")
     parser.add_argument("--split", default="test")
     parser.add_argument("--shots", type=int, default=64)

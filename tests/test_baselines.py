@@ -14,10 +14,16 @@ from promptrec.errors import DataError
 def example(liked, item_rate, item_count, user_rate, label=1, ratings=None):
     ratings = ratings or [5.0 if x else 2.0 for x in liked]
     return {
-        "example_id": "e", "user_id": "u", "label": label,
+        "example_id": "e",
+        "user_id": "u",
+        "label": label,
         "history": [{"liked": x, "rating": r} for x, r in zip(liked, ratings)],
-        "stats": {"item_like_rate": item_rate, "item_num_ratings": item_count, "user_like_rate": user_rate,
-                  "user_num_ratings": 3},
+        "stats": {
+            "item_like_rate": item_rate,
+            "item_num_ratings": item_count,
+            "user_like_rate": user_rate,
+            "user_num_ratings": 3,
+        },
     }
 
 
@@ -46,8 +52,10 @@ def test_logistic_regression_separates_separable_data():
 
 def test_run_baselines_writes_one_dir_per_run(tmp_path):
     rng = np.random.default_rng(0)
-    pool = [example(list(rng.random(10) > 0.5), float(rng.random()), 5, float(rng.random()), label=int(rng.random() > 0.5))
-            for _ in range(40)]
+    pool = [
+        example(list(rng.random(10) > 0.5), float(rng.random()), 5, float(rng.random()), label=int(rng.random() > 0.5))
+        for _ in range(40)
+    ]
     results = run_baselines(pool, pool[:20], shots=10, seeds=[0, 1], out_dir=tmp_path)
     assert set(results) == set(HEURISTICS) | {"logreg_10shot", "logreg_full"}
     assert len(results["logreg_10shot"]) == 2
@@ -61,7 +69,25 @@ def test_baselines_cli_on_a_prepared_split(tmp_path, capsys):
 
     prepared = tmp_path / "prepared"
     mini = Path(__file__).parent / "data" / "mini-ml"
-    assert main(["data", "prepare", "movielens", "--source", str(mini), "--out", str(prepared), "--history-len", "3"]) == 0
-    assert main(["baselines", "--data", str(prepared), "--split", "train", "--shots", "8", "--seeds", "0",
-                 "--out", str(tmp_path / "bl")]) == 0
+    assert (
+        main(["data", "prepare", "movielens", "--source", str(mini), "--out", str(prepared), "--history-len", "3"]) == 0
+    )
+    assert (
+        main(
+            [
+                "baselines",
+                "--data",
+                str(prepared),
+                "--split",
+                "train",
+                "--shots",
+                "8",
+                "--seeds",
+                "0",
+                "--out",
+                str(tmp_path / "bl"),
+            ]
+        )
+        == 0
+    )
     assert "logreg_full" in capsys.readouterr().out

@@ -14,7 +14,9 @@ ALPACA = Path(__file__).parent / "data" / "alpaca" / "test.json"
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "prepared"
-    assert main(["data", "prepare", "movielens", "--source", str(MINI_ML), "--out", str(out), "--history-len", "3"]) == 0
+    assert (
+        main(["data", "prepare", "movielens", "--source", str(MINI_ML), "--out", str(out), "--history-len", "3"]) == 0
+    )
     return out
 
 
@@ -42,23 +44,61 @@ def test_prompts_check_fails_on_broken_template(capsys):
 
 
 def test_render_prints_exactly_the_prompt_and_counts_tokens(capsys, prepared, tiny_model_dir):
-    code, out, err = run(capsys, ["prompts", "render", "tallrec_plain", "--data", str(prepared), "--split", "train",
-                                  "--index", "0", "--model", str(tiny_model_dir)])
+    code, out, err = run(
+        capsys,
+        [
+            "prompts",
+            "render",
+            "tallrec_plain",
+            "--data",
+            str(prepared),
+            "--split",
+            "train",
+            "--index",
+            "0",
+            "--model",
+            str(tiny_model_dir),
+        ],
+    )
     assert code == 0
     assert out.endswith("### Response:\n")
     assert "prompt tokens" in err and "tallrec_plain" in err
 
 
 def test_render_chat_template_applies_the_chat_format(capsys, prepared, tiny_model_dir):
-    code, out, _ = run(capsys, ["prompts", "render", "movie_rich_chat", "--data", str(prepared), "--split", "train",
-                                "--model", str(tiny_model_dir)])
+    code, out, _ = run(
+        capsys,
+        [
+            "prompts",
+            "render",
+            "movie_rich_chat",
+            "--data",
+            str(prepared),
+            "--split",
+            "train",
+            "--model",
+            str(tiny_model_dir),
+        ],
+    )
     assert code == 0
     assert out.count("<|im_start|>user") == 1 and out.endswith("<|im_start|>assistant\n")
 
 
 def test_evaluate_zero_shot_writes_metrics_predictions_and_config(capsys, prepared, tiny_model_dir, tmp_path):
-    code, out, _ = run(capsys, ["evaluate", "--data", str(prepared), "--split", "train", "--model", str(tiny_model_dir),
-                                "--out", str(tmp_path / "res")])
+    code, out, _ = run(
+        capsys,
+        [
+            "evaluate",
+            "--data",
+            str(prepared),
+            "--split",
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "res"),
+        ],
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "res" / "metrics.json").read_text())
     assert {"auc", "uauc", "logloss", "num_examples"} <= set(metrics)
@@ -70,13 +110,34 @@ def test_evaluate_zero_shot_writes_metrics_predictions_and_config(capsys, prepar
 
 
 def test_train_then_evaluate_with_adapter_on_alpaca_file(capsys, tiny_model_dir, tmp_path):
-    code, out, err = run(capsys, ["train", "--data", str(ALPACA), "--valid", str(ALPACA), "--template", "alpaca",
-                                  "--shots", "2", "--model", str(tiny_model_dir), "--set", "num_epochs=1",
-                                  "--set", "batch_size=2", "--out", str(tmp_path / "adapter")])
+    code, out, err = run(
+        capsys,
+        [
+            "train",
+            "--data",
+            str(ALPACA),
+            "--valid",
+            str(ALPACA),
+            "--template",
+            "alpaca",
+            "--shots",
+            "2",
+            "--model",
+            str(tiny_model_dir),
+            "--set",
+            "num_epochs=1",
+            "--set",
+            "batch_size=2",
+            "--out",
+            str(tmp_path / "adapter"),
+        ],
+    )
     assert code == 0, err
     assert "saved adapter" in out
-    code, out, err = run(capsys, ["evaluate", "--data", str(ALPACA), "--adapter", str(tmp_path / "adapter"),
-                                  "--out", str(tmp_path / "res")])
+    code, out, err = run(
+        capsys,
+        ["evaluate", "--data", str(ALPACA), "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "res")],
+    )
     assert code == 0, err
     record = json.loads((tmp_path / "res" / "config.json").read_text())
     assert record["template"]["name"] == "alpaca", "evaluate defaults to the adapter's template"
@@ -85,19 +146,29 @@ def test_train_then_evaluate_with_adapter_on_alpaca_file(capsys, tiny_model_dir,
 
 USER_ERRORS = {
     "missing source dir": (["data", "prepare", "movielens", "--source", "/nonexistent", "--out", "{tmp}/x"], "u.data"),
-    "unknown template": (["evaluate", "--data", "{prepared}", "--template", "tallrec_plian", "--out", "{tmp}/r"],
-                         "tallrec_plain"),
+    "unknown template": (
+        ["evaluate", "--data", "{prepared}", "--template", "tallrec_plian", "--out", "{tmp}/r"],
+        "tallrec_plain",
+    ),
     "unknown config key": (["train", "--data", "{prepared}", "--set", "shot=3", "--out", "{tmp}/a"], "did you mean"),
-    "shots above pool": (["train", "--data", "{prepared}", "--shots", "500", "--model", "{model}", "--out", "{tmp}/a"],
-                         "exceeds the 17"),
+    "shots above pool": (
+        ["train", "--data", "{prepared}", "--shots", "500", "--model", "{model}", "--out", "{tmp}/a"],
+        "exceeds the 17",
+    ),
     "missing split": (["evaluate", "--data", "{prepared}", "--split", "dev", "--out", "{tmp}/r"], "dev"),
-    "single file without valid": (["train", "--data", "{alpaca}", "--template", "alpaca", "--out", "{tmp}/a"],
-                                  "--valid"),
-    "adapter dir that is not one": (["evaluate", "--data", "{prepared}", "--adapter", "{tmp}", "--out", "{tmp}/r"],
-                                    "adapter_config.json"),
+    "single file without valid": (
+        ["train", "--data", "{alpaca}", "--template", "alpaca", "--out", "{tmp}/a"],
+        "--valid",
+    ),
+    "adapter dir that is not one": (
+        ["evaluate", "--data", "{prepared}", "--adapter", "{tmp}", "--out", "{tmp}/r"],
+        "adapter_config.json",
+    ),
     "finished results in --out": (["evaluate", "--data", "{prepared}", "--out", "{finished}"], "--overwrite"),
-    "render index out of range": (["prompts", "render", "tallrec_plain", "--data", "{prepared}", "--index", "99"],
-                                  "out of range"),
+    "render index out of range": (
+        ["prompts", "render", "tallrec_plain", "--data", "{prepared}", "--index", "99"],
+        "out of range",
+    ),
 }
 
 
@@ -123,8 +194,24 @@ def test_every_verb_has_examples_in_help(capsys):
 
 
 def test_quickstart_runs_every_step_and_prints_table_and_ranked_list(capsys, ml100k_dir, tiny_model_dir, tmp_path):
-    code, out, err = run(capsys, ["quickstart", "--source", str(ml100k_dir), "--out", str(tmp_path / "qs"),
-                                  "--model", str(tiny_model_dir), "--shots", "4", "--epochs", "1", "--limit", "12"])
+    code, out, err = run(
+        capsys,
+        [
+            "quickstart",
+            "--source",
+            str(ml100k_dir),
+            "--out",
+            str(tmp_path / "qs"),
+            "--model",
+            str(tiny_model_dir),
+            "--shots",
+            "4",
+            "--epochs",
+            "1",
+            "--limit",
+            "12",
+        ],
+    )
     assert code == 0, err
     assert "| zero-shot |" in out and "| 4-shot LoRA |" in out
     assert "Ranked list for user" in out

@@ -156,9 +156,7 @@ def test_table_json_list_file(tmp_path):
 
 
 def test_table_without_items_takes_titles_from_interactions(tmp_path):
-    path = write(
-        tmp_path / "r.csv", "user_id,item_id,title,rating,timestamp\nu,1,One,4,1\nu,2,,4,2\n"
-    )
+    path = write(tmp_path / "r.csv", "user_id,item_id,title,rating,timestamp\nu,1,One,4,1\nu,2,,4,2\n")
     items = load_interactions_table(path).items
     assert (items["1"].title, items["2"].title) == ("One", "2")
 

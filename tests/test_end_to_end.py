@@ -25,17 +25,55 @@ def ml_prepared(ml100k_dir, tmp_path_factory):
 
 def test_embedded_model_trains_saves_reloads_and_evaluates(ml_prepared, tmp_path):
     adapter = tmp_path / "adapter"
-    assert main(["train", "--data", str(ml_prepared), "--template", "tallrec_plain", "--shots", "8", "--seed", "0",
-                 "--set", "num_epochs=1", "--set", "valid_examples=8", "--set", "batch_size=4",
-                 "--out", str(adapter)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(ml_prepared),
+                "--template",
+                "tallrec_plain",
+                "--shots",
+                "8",
+                "--seed",
+                "0",
+                "--set",
+                "num_epochs=1",
+                "--set",
+                "valid_examples=8",
+                "--set",
+                "batch_size=4",
+                "--out",
+                str(adapter),
+            ]
+        )
+        == 0
+    )
     record = json.loads((adapter / "promptrec_run.json").read_text())
     assert record["model"]["model"] == "embedded" and record["data"]["sha256"]
 
     for name, extra in (("zero", []), ("tuned", ["--adapter", str(adapter)])):
-        assert main(["evaluate", "--data", str(ml_prepared), "--template", "tallrec_plain", "--limit", "12",
-                     "--out", str(tmp_path / name), *extra]) == 0
-    zero, tuned = ([json.loads(line) for line in (tmp_path / n / "predictions.jsonl").read_text().splitlines()]
-                   for n in ("zero", "tuned"))
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--data",
+                    str(ml_prepared),
+                    "--template",
+                    "tallrec_plain",
+                    "--limit",
+                    "12",
+                    "--out",
+                    str(tmp_path / name),
+                    *extra,
+                ]
+            )
+            == 0
+        )
+    zero, tuned = (
+        [json.loads(line) for line in (tmp_path / n / "predictions.jsonl").read_text().splitlines()]
+        for n in ("zero", "tuned")
+    )
     assert [r["example_id"] for r in zero] == [r["example_id"] for r in tuned], "same seeded sample"
     assert max(abs(a["score"] - b["score"]) for a, b in zip(zero, tuned)) > 1e-3, "the adapter changes scores"
 
@@ -47,10 +85,42 @@ def test_embedded_model_trains_saves_reloads_and_evaluates(ml_prepared, tmp_path
 
 def test_wrong_base_model_for_adapter_is_a_clear_error(ml_prepared, tmp_path, tiny_model_dir, capsys):
     adapter = tmp_path / "tiny-adapter"
-    assert main(["train", "--data", str(ml_prepared), "--shots", "4", "--model", str(tiny_model_dir),
-                 "--set", "num_epochs=1", "--set", "valid_examples=8", "--set", "batch_size=4",
-                 "--out", str(adapter)]) == 0
-    code = main(["evaluate", "--data", str(ml_prepared), "--adapter", str(adapter), "--model", "embedded",
-                 "--limit", "4", "--out", str(tmp_path / "r")])
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(ml_prepared),
+                "--shots",
+                "4",
+                "--model",
+                str(tiny_model_dir),
+                "--set",
+                "num_epochs=1",
+                "--set",
+                "valid_examples=8",
+                "--set",
+                "batch_size=4",
+                "--out",
+                str(adapter),
+            ]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(ml_prepared),
+            "--adapter",
+            str(adapter),
+            "--model",
+            "embedded",
+            "--limit",
+            "4",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 2
     assert "trained on model" in capsys.readouterr().err

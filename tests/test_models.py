@@ -6,9 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import tiny_llama
 
 import promptrec.models as models
-from conftest import tiny_llama
 from promptrec.errors import ConfigError, ModelError
 from promptrec.models import ModelConfig, attach_adapter, check_adapter, load_model, load_tokenizer, resolve_source
 

@@ -71,9 +71,7 @@ def test_history_is_previous_items_never_the_target(mini, mini_splits):
     for examples in mini_splits.values():
         for example in examples:
             ordered = sorted(by_user[example["user_id"]], key=lambda x: x.timestamp)
-            position = [(x.item_id, x.timestamp) for x in ordered].index(
-                (example["item_id"], example["timestamp"])
-            )
+            position = [(x.item_id, x.timestamp) for x in ordered].index((example["item_id"], example["timestamp"]))
             expected = [x.item_id for x in ordered[position - 10 : position]]
             assert [h["item_id"] for h in example["history"]] == expected
             assert example["item_id"] not in expected
@@ -130,9 +128,7 @@ def test_example_schema(mini_splits):
     ],
 )
 def test_liked_rule(ratings, labels, expected):
-    splits = build_tallrec_examples(
-        toy_dataset(7, ratings and [4.0] + ratings, labels and [0] + labels), 1
-    )
+    splits = build_tallrec_examples(toy_dataset(7, ratings and [4.0] + ratings, labels and [0] + labels), 1)
     examples = splits["train"] + splits["valid"] + splits["test"]
     assert [e["label"] for e in examples] == expected
     assert [e["history"][0]["liked"] for e in examples[1:]] == [bool(x) for x in expected[:-1]]
@@ -177,9 +173,7 @@ def test_bad_parameters(mini, kwargs, expected):
 def test_item_attribute_clashing_with_history_field():
     dataset = toy_dataset(3)
     dataset.items["0"] = Item("0", "Zero", {"rating": "PG"})
-    with pytest.raises(
-        DataError, match=r"item '0': attribute 'rating' clashes with a history field"
-    ):
+    with pytest.raises(DataError, match=r"item '0': attribute 'rating' clashes with a history field"):
         build_tallrec_examples(dataset, history_len=1)
 
 
@@ -208,9 +202,7 @@ def test_manifest_records_protocol_counts_and_checksums(tmp_path, mini_splits):
 
 def test_write_refuses_foreign_non_empty_dir(tmp_path, mini_splits):
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(
-        DataError, match=r"not empty and holds no manifest\.json.*pick an empty directory"
-    ):
+    with pytest.raises(DataError, match=r"not empty and holds no manifest\.json.*pick an empty directory"):
         write_prepared(mini_splits, tmp_path, PROTOCOL)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
@@ -361,7 +353,8 @@ def test_example_stats_match_brute_force_counts():
         for example in split:
             for kind, key in (("item", example["item_id"]), ("user", example["user_id"])):
                 earlier = [
-                    x for x in dataset.interactions
+                    x
+                    for x in dataset.interactions
                     if getattr(x, f"{kind}_id") == key and x.timestamp < example["timestamp"]
                 ]
                 assert example["stats"][f"{kind}_num_ratings"] == len(earlier)

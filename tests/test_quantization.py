@@ -28,8 +28,13 @@ def test_lora_trains_on_a_4bit_model(tiny_model_64_dir, tmp_path):
     from promptrec.training import TrainConfig, train
 
     examples = [dict(EXAMPLE, example_id=f"e{i}", label=i % 2) for i in range(4)]
-    config = TrainConfig(shots=4, num_epochs=1, batch_size=2, valid_examples=4,
-                         model=ModelConfig(model=str(tiny_model_64_dir), quantization="4bit"))
+    config = TrainConfig(
+        shots=4,
+        num_epochs=1,
+        batch_size=2,
+        valid_examples=4,
+        model=ModelConfig(model=str(tiny_model_64_dir), quantization="4bit"),
+    )
     train(config, examples, examples, tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     tuned, tokenizer = load_model(config.model, adapter_dir=tmp_path / "adapter")

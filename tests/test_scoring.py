@@ -127,7 +127,9 @@ def test_scores_are_not_constant(model_and_tokenizer, sequences):
 
 @pytest.mark.parametrize("choices", [MULTI_TOKEN_CHOICES, UNEVEN_CHOICES])
 @pytest.mark.parametrize("batch_size", [2, 3, 8])
-def test_multi_token_batched_scores_equal_single_scores(model_and_tokenizer, sequences, one_at_a_time, choices, batch_size):
+def test_multi_token_batched_scores_equal_single_scores(
+    model_and_tokenizer, sequences, one_at_a_time, choices, batch_size
+):
     model, tokenizer = model_and_tokenizer
     answers = answer_ids(tokenizer, choices)
     batched = score_sequences(model, sequences, answers, tokenizer.pad_token_id, batch_size)

@@ -45,9 +45,7 @@ def injected_example() -> dict:
 
 def stub_tokenizer(chat_template=None):
     """A tokenizer stand-in whose special token is not `<|...|>`-shaped."""
-    return SimpleNamespace(
-        all_special_tokens=["</s>"], added_tokens_decoder={}, chat_template=chat_template
-    )
+    return SimpleNamespace(all_special_tokens=["</s>"], added_tokens_decoder={}, chat_template=chat_template)
 
 
 def write_template(tmp_path: Path, name: str, front: str, body: str) -> Path:
@@ -106,7 +104,7 @@ def test_tallrec_plain_matches_the_tallrec_input_format():
         '"Independence Day (ID4) (1996)", "Shall We Dance? (1996)", "Citizen Ruth (1996)", '
         '"Ed Wood (1994)"\nUser Unpreference: "Jerry Maguire (1996)", '
         '"Beavis and Butt-head Do America (1996)", "Twister (1996)", "Kansas City (1996)"\n'
-        "Whether the user will like the target movie \"What's Eating Gilbert Grape (1993)\"?"
+        'Whether the user will like the target movie "What\'s Eating Gilbert Grape (1993)"?'
         "\n\n### Response:\n"
     )
 

@@ -57,8 +57,14 @@ def test_sample_shots_refuses_impossible_requests(shots, balanced, message):
 
 def tiny_config(tiny_model_dir, **overrides):
     base = TrainConfig(
-        template="tallrec_plain", shots=8, num_epochs=2, batch_size=4, valid_examples=6, patience=5,
-        learning_rate=1e-2, lora=LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0),
+        template="tallrec_plain",
+        shots=8,
+        num_epochs=2,
+        batch_size=4,
+        valid_examples=6,
+        patience=5,
+        learning_rate=1e-2,
+        lora=LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0),
         model=ModelConfig(model=str(tiny_model_dir)),
     )
     return replace(base, **overrides)
@@ -97,7 +103,9 @@ def test_training_is_deterministic(tiny_model_dir, prepared_dir, tmp_path):
 
 def test_single_class_validation_is_refused(tiny_model_dir, prepared_dir, tmp_path):
     with pytest.raises(ConfigError, match="AUC is undefined"):
-        train(tiny_config(tiny_model_dir), load_split(prepared_dir, "train"), load_split(prepared_dir, "valid"), tmp_path)
+        train(
+            tiny_config(tiny_model_dir), load_split(prepared_dir, "train"), load_split(prepared_dir, "valid"), tmp_path
+        )
 
 
 def test_bce_needs_single_token_answers(tiny_model_dir, prepared_dir, tmp_path):
@@ -115,22 +123,58 @@ def test_bce_needs_single_token_answers(tiny_model_dir, prepared_dir, tmp_path):
 def test_two_process_launch_matches_single_process(tiny_model_dir, prepared_dir, tmp_path):
     """DDP over 2 CPU processes (gloo) trains the same adapter as 1 process: same global batches."""
     common = [
-        "-m", "promptrec", "train", "--data", str(prepared_dir), "--model", str(tiny_model_dir), "--shots", "8",
-        "--set", "num_epochs=2", "--set", "batch_size=4", "--set", "valid_examples=6", "--set", "lora.lora_dropout=0",
-        "--set", "lora.r=4", "--set", "learning_rate=1e-2", "--valid", str(prepared_dir / "train.jsonl"),
+        "-m",
+        "promptrec",
+        "train",
+        "--data",
+        str(prepared_dir),
+        "--model",
+        str(tiny_model_dir),
+        "--shots",
+        "8",
+        "--set",
+        "num_epochs=2",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "valid_examples=6",
+        "--set",
+        "lora.lora_dropout=0",
+        "--set",
+        "lora.r=4",
+        "--set",
+        "learning_rate=1e-2",
+        "--valid",
+        str(prepared_dir / "train.jsonl"),
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
+    single = subprocess.run(
+        [sys.executable, *common, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = [
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     double = subprocess.run([*launch, *common, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
     assert double.returncode == 0, double.stderr[-2000:]
     assert double.stdout.count("saved adapter") == 1, "only the main process reports"
 
     from safetensors.torch import load_file
 
-    one, two = load_file(tmp_path / "one" / "adapter_model.safetensors"), load_file(tmp_path / "two" / "adapter_model.safetensors")
+    one, two = (
+        load_file(tmp_path / "one" / "adapter_model.safetensors"),
+        load_file(tmp_path / "two" / "adapter_model.safetensors"),
+    )
     assert one.keys() == two.keys()
     assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4
     records = [json.loads((tmp_path / d / RUN_RECORD).read_text()) for d in ("one", "two")]
