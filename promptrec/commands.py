@@ -252,7 +252,7 @@ def add_quickstart_parser(sub, examples: str) -> None:
     parser.add_argument("--source", required=True, help="directory of the raw MovieLens-100K files")
     parser.add_argument("--out", default="runs/quickstart", help="where data, adapter and results go")
     parser.add_argument("--template", default="tallrec_plain")
-    parser.add_argument("--shots", type=int, default=16)
+    parser.add_argument("--shots", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=4, help="training epochs; the last is kept")
     parser.add_argument("--limit", type=int, default=200, help="test examples scored (seeded sample)")
     add_model_flags(parser)

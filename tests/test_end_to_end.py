@@ -14,6 +14,7 @@ from promptrec.scoring import Scorer
 from promptrec.templates import load_template
 
 pytestmark = pytest.mark.real
+ONE_EPOCH = ["--set", "num_epochs=1", "--set", "valid_examples=8", "--set", "batch_size=4"]
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,7 @@ def test_embedded_model_trains_saves_reloads_and_evaluates(ml_prepared, tmp_path
                 "8",
                 "--seed",
                 "0",
-                "--set",
-                "num_epochs=1",
-                "--set",
-                "valid_examples=8",
-                "--set",
-                "batch_size=4",
+                *ONE_EPOCH,
                 "--out",
                 str(adapter),
             ]
@@ -95,12 +91,7 @@ def test_wrong_base_model_for_adapter_is_a_clear_error(ml_prepared, tmp_path, ti
                 "4",
                 "--model",
                 str(tiny_model_dir),
-                "--set",
-                "num_epochs=1",
-                "--set",
-                "valid_examples=8",
-                "--set",
-                "batch_size=4",
+                *ONE_EPOCH,
                 "--out",
                 str(adapter),
             ]
