@@ -71,9 +71,9 @@ def evaluate(
             raise ConfigError(
                 f"example {ex.get('example_id')} has label {ex.get('label')!r}; evaluation needs 0/1 labels"
             )
-    # Render every prompt before loading the model: a template/data mismatch fails in a second, not a minute.
-    for ex in examples[:1]:
-        template.render(ex)
+    # Render one prompt before loading the model: a template/data mismatch fails in a second, not a minute.
+    if examples:
+        template.render(examples[0])
     model, tokenizer = load_model(config.model, adapter_dir=adapter_dir)
     scores = Scorer(model, tokenizer, template, config.batch_size).score(examples, progress=progress)
     metrics = pointwise_metrics([ex["label"] for ex in examples], scores, [ex.get("user_id") for ex in examples])

@@ -83,10 +83,14 @@ def resolve_source(spec: str) -> ModelSource:
     return ModelSource(str(path) if path.exists() else spec)
 
 
+def _converted_dir(gguf_path: Path) -> Path:
+    """Where the save_pretrained copy of a GGUF file is cached (size in the name: a new file, a new copy)."""
+    return cache_dir() / "gguf" / f"{gguf_path.stem}-{gguf_path.stat().st_size}"
+
+
 def _converted_gguf(gguf_path: Path) -> ModelSource:
     """GGUF dequantization takes ~25 s on 2 cores; a save_pretrained copy loads in ~1 s."""
-    stat = gguf_path.stat()
-    converted = cache_dir() / "gguf" / f"{gguf_path.stem}-{stat.st_size}"
+    converted = _converted_dir(gguf_path)
     if (converted / "config.json").exists() and (converted / "tokenizer_config.json").exists():
         return ModelSource(str(converted))
     return ModelSource(str(gguf_path.parent), gguf_path.name)
@@ -96,7 +100,7 @@ def _cache_converted(source: ModelSource, model, tokenizer) -> None:
     if source.gguf_file is None:
         return
     gguf_path = Path(source.path) / source.gguf_file
-    converted = cache_dir() / "gguf" / f"{gguf_path.stem}-{gguf_path.stat().st_size}"
+    converted = _converted_dir(gguf_path)
     tmp = converted.with_name(converted.name + f".tmp{os.getpid()}")
     # GGUF weights are dequantized to plain tensors on load; only the config still says "gguf",
     # which makes save_pretrained refuse. Dropping that marker makes the copy an ordinary checkpoint.

@@ -6,7 +6,6 @@ Sized to finish in minutes on 2 CPU cores; every step is the same library call t
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from promptrec.evaluation import EvalConfig, evaluate
@@ -30,9 +29,7 @@ def run(source: Path, out: Path, template: str, shots: int, epochs: int, limit: 
     adapter = out / f"adapter-{template}-{shots}shot"
     train(config, load_split(data_dir, "train"), load_split(data_dir, "valid"), adapter, progress=True)
     say(f"[3/4] adapter saved to {adapter}")
-    tuned = evaluate(
-        replace(eval_config), test, out / "few-shot", adapter_dir=adapter, data_record=record, progress=True
-    )
+    tuned = evaluate(eval_config, test, out / "few-shot", adapter_dir=adapter, data_record=record, progress=True)
     say(f"[4/4] {shots}-shot AUC {tuned['auc']:.4f}\n")
     say(results_table({"zero-shot": zero, f"{shots}-shot LoRA": tuned}, template))
     say(ranked_list(out / "few-shot" / "predictions.jsonl", test))

@@ -43,43 +43,19 @@ def test_prompts_check_fails_on_broken_template(capsys):
     assert code == 2 and "unknown_key.j2" in err
 
 
+def render_argv(template, prepared, model_dir):
+    return ["prompts", "render", template, "--data", str(prepared), "--split", "train", "--model", str(model_dir)]
+
+
 def test_render_prints_exactly_the_prompt_and_counts_tokens(capsys, prepared, tiny_model_dir):
-    code, out, err = run(
-        capsys,
-        [
-            "prompts",
-            "render",
-            "tallrec_plain",
-            "--data",
-            str(prepared),
-            "--split",
-            "train",
-            "--index",
-            "0",
-            "--model",
-            str(tiny_model_dir),
-        ],
-    )
+    code, out, err = run(capsys, render_argv("tallrec_plain", prepared, tiny_model_dir) + ["--index", "0"])
     assert code == 0
     assert out.endswith("### Response:\n")
     assert "prompt tokens" in err and "tallrec_plain" in err
 
 
 def test_render_chat_template_applies_the_chat_format(capsys, prepared, tiny_model_dir):
-    code, out, _ = run(
-        capsys,
-        [
-            "prompts",
-            "render",
-            "movie_rich_chat",
-            "--data",
-            str(prepared),
-            "--split",
-            "train",
-            "--model",
-            str(tiny_model_dir),
-        ],
-    )
+    code, out, _ = run(capsys, render_argv("movie_rich_chat", prepared, tiny_model_dir))
     assert code == 0
     assert out.count("<|im_start|>user") == 1 and out.endswith("<|im_start|>assistant\n")
 
