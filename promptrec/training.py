@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,8 +192,13 @@ def train(
     out_dir: str | Path,
     data_record: dict | None = None,
     progress: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Fit a LoRA adapter on `config.shots` examples of `train_pool`; save the best one to `out_dir`."""
+    """Fit a LoRA adapter on `config.shots` examples of `train_pool`; save the best one to `out_dir`.
+
+    `on_epoch(entry)`, if given, is called on the main process after each epoch with its history
+    entry (epoch, train_loss, valid_auc): the hook for progress lines and TensorBoard curves.
+    """
     start = time.perf_counter()
     run = prepare_run(config, train_pool, valid_pool)
     out_dir = Path(out_dir)
@@ -206,6 +212,8 @@ def train(
                 run.accelerator, run.model, run.scorer, run.valid_sequences, run.valid_labels, config.score_batch_size
             )
         history.append(entry)
+        if on_epoch is not None and run.accelerator.is_main_process:
+            on_epoch(entry)
         if progress and run.accelerator.is_main_process:
             print(
                 f"epoch {epoch}/{config.num_epochs} "
