@@ -26,6 +26,8 @@ class EvalConfig:
     limit: int = 0  # 0 = every example; N = a seeded sample of N (for quick CPU runs)
     limit_seed: int = 0  # seed of that sample, so runs with the same limit compare like for like
     batch_size: int = 16
+    probabilities: bool = False  # predictions.jsonl rows also carry "probability" = sigmoid(score)
+    reliability_plot: bool = True  # write reliability.png (calibration diagram; needs matplotlib)
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
@@ -40,14 +42,14 @@ def select_examples(examples: list[dict], limit: int, seed: int) -> list[dict]:
     return [examples[i] for i in indices]
 
 
-def resolve_template_name(config: EvalConfig, adapter_dir: str | Path | None) -> str:
+def resolve_template_name(config, adapter_dir: str | Path | None, default: str = "tallrec_plain") -> str:
     if config.template:
         return config.template
     if adapter_dir is not None:
         trained = read_run_record(adapter_dir).get("template", {}).get("name")
         if trained:
             return trained
-    return "tallrec_plain"
+    return default
 
 
 def evaluate(
@@ -74,10 +76,14 @@ def evaluate(
     # Render one prompt before loading the model: a template/data mismatch fails in a second, not a minute.
     if examples:
         template.render(examples[0])
+    if config.reliability_plot:
+        _require_matplotlib()
     model, tokenizer = load_model(config.model, adapter_dir=adapter_dir)
     scores = Scorer(model, tokenizer, template, config.batch_size).score(examples, progress=progress)
     metrics = pointwise_metrics([ex["label"] for ex in examples], scores, [ex.get("user_id") for ex in examples])
     metrics["seconds"] = time.perf_counter() - start
+    if config.reliability_plot:
+        _plot(Path(out_dir), examples, scores, template.name)
     write_outputs(
         Path(out_dir),
         examples,
@@ -92,16 +98,40 @@ def evaluate(
             "data": data_record or {},
             **provenance(),
         },
+        probabilities=config.probabilities,
     )
     return metrics
 
 
-def write_outputs(out_dir: Path, examples, scores, metrics: dict, record: dict) -> None:
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "reliability_plot needs matplotlib; pip install matplotlib, or pass --no-reliability-plot"
+        ) from None
+
+
+def _plot(out_dir: Path, examples, scores, template_name: str) -> None:
+    from promptrec.calibration import plot_reliability
+    from promptrec.metrics import sigmoid
+
+    labels = [int(ex["label"]) for ex in examples]
+    title = f"{template_name}: reliability of sigmoid(score), {len(labels)} examples"
+    plot_reliability(labels, sigmoid(scores), out_dir / "reliability.png", title=title)
+
+
+def write_outputs(out_dir: Path, examples, scores, metrics: dict, record: dict, probabilities: bool = False) -> None:
+    """predictions.jsonl (with sigmoid(score) as "probability" when asked), metrics.json, config.json."""
+    from promptrec.metrics import sigmoid
+
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "predictions.jsonl.tmp"
     with tmp.open("w") as handle:
         for ex, score in zip(examples, scores):
             row = {"example_id": ex.get("example_id"), "label": int(ex["label"]), "score": float(score)}
+            if probabilities:
+                row["probability"] = float(sigmoid([score])[0])
             row.update({k: ex[k] for k in ("user_id", "item_id") if ex.get(k) is not None})
             handle.write(json.dumps(row, sort_keys=True) + "\n")
     tmp.replace(out_dir / "predictions.jsonl")

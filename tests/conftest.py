@@ -115,3 +115,12 @@ def ml100k_dir() -> Path:
     if not (path / "u.data").exists():
         pytest.skip(f"real data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def amazon_data_dir() -> Path:
+    """The folder holding the real amazon-gift_cards/ and amazon-magazine_subscriptions/ files."""
+    for name in ("amazon-gift_cards/Gift_Cards_5.json.gz", "amazon-magazine_subscriptions/Magazine_Subscriptions.csv"):
+        if not (SHARED_DATA_DIR / name).exists():
+            pytest.skip(f"real data not found at {SHARED_DATA_DIR / name}")
+    return SHARED_DATA_DIR

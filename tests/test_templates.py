@@ -32,14 +32,25 @@ def load_example(name: str) -> dict:
 
 
 def example_for(template: Template) -> dict:
+    """tests/data/example_<name>.json for the longest <name> that starts the template's name
+    (product_search_personal renders example_product_search.json); else the movie example if it
+    has every input, else the Alpaca one."""
+    names = sorted((p.stem.removeprefix("example_") for p in DATA_DIR.glob("example_*.json")), key=len, reverse=True)
+    own = next((name for name in names if template.name.startswith(name)), None)
+    if own is not None:
+        return load_example(own)
     movie = load_example("movie")
     return movie if set(template.inputs) <= set(movie) else load_example("alpaca")
 
 
-def injected_example() -> dict:
-    example = load_example("movie")
+def injected_example(template: Template | None = None) -> dict:
+    example = example_for(template) if template is not None else load_example("movie")
+    if "item" not in example:  # the Alpaca example: inject through the movie example's fields
+        example = load_example("movie")
     example["item"]["title"] = INJECTION
     example["history"][0]["title"] = "<|endoftext|>" + INJECTION
+    if "query" in example:
+        example["query"] = INJECTION
     return example
 
 
@@ -73,8 +84,9 @@ def test_shipped_templates():
     assert set(templates) >= {"tallrec_plain", "movie_rich", "movie_rich_chat", "alpaca"}
     for template in templates.values():
         assert template.kind == "pointwise"
-        # Alpaca frames end with a newline, so the answer carries no space; movie_rich ends "Answer:".
-        expected = (" Yes", " No") if template.name == "movie_rich" else ("Yes", "No")
+        # Alpaca frames end with a newline and chat turns open a new message, so their answers carry
+        # no space; the other templates close with "Answer:" and their answers start with a space.
+        expected = ("Yes", "No") if template.name in ("tallrec_plain", "alpaca") or template.chat else (" Yes", " No")
         assert template.choices == expected
         assert template.sha256 == hashlib.sha256(template.path.read_bytes()).hexdigest()
     assert templates["tallrec_plain"].inputs == ("history", "item")
@@ -254,7 +266,7 @@ def test_chat_template_needs_a_chat_tokenizer():
 
 @pytest.mark.parametrize("template", list_templates(), ids=lambda t: t.name)
 def test_markers_are_removed_without_a_tokenizer(template):
-    example = injected_example()
+    example = injected_example(template)
     example["instruction"] = example["input"] = INJECTION
     text = template.render(example)
     assert "<|" not in text and "|>" not in text
