@@ -1,4 +1,4 @@
-"""The `promptrec` command line: prompts, data, train, evaluate, baselines, quickstart.
+"""The `promptrec` command line: prompts, data, train, evaluate, baselines, experiment, quickstart.
 
 Handlers parse flags into typed configs and call library functions; user mistakes surface as one
 line on stderr and exit code 2. `main(argv)` returns the exit code so tests can call it directly.
@@ -20,7 +20,11 @@ EXAMPLES = {
   promptrec prompts check prompts/ my_templates/new.j2""",
     "data": """examples:
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k
-  promptrec data prepare table --interactions ratings.csv --items items.csv --out data/mine""",
+  promptrec data prepare table --interactions ratings.csv --items items.csv --out data/mine
+  promptrec data prepare amazon --reviews ../shared/data/amazon-gift_cards/Gift_Cards_5.json.gz \
+      --meta ../shared/data/amazon-gift_cards/meta_Gift_Cards.json.gz --protocol search --out data/gift-search
+  promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k-kg \
+      --kg imdb=../shared/data/ml-kg/imdb-rkge/auxiliary.txt --kg dbpedia=../shared/data/ml-kg/dbpedia-ml1m""",
     "train": """examples:
   promptrec train --data data/ml100k --template tallrec_plain --shots 64 --seed 0 --out adapters/plain-64-s0
   promptrec train --data train.json --valid valid.json --template alpaca --shots 16 --out adapters/a16
@@ -29,10 +33,25 @@ EXAMPLES = {
     "evaluate": """examples:
   promptrec evaluate --data data/ml100k --out eval/results/zero-shot          # zero-shot
   promptrec evaluate --data data/ml100k --adapter adapters/plain-64-s0 --out eval/results/plain-64-s0
-  promptrec evaluate --data test.json --template alpaca --limit 300 --out eval/results/alpaca""",
+  promptrec evaluate --data test.json --template alpaca --limit 300 --out eval/results/alpaca
+  promptrec evaluate --ranked runs/ranked.jsonl --data data/ml100k-next --out eval/results/ranked  # NDCG/HR/MRR""",
+    "candidates": """examples:
+  promptrec data prepare movielens --source ../shared/data/ml-100k --protocol next-item --out data/ml100k-next
+  promptrec candidates --data data/ml100k-next --retriever itemknn --num 20 --out runs/cands-knn20.jsonl
+  promptrec candidates --data data/ml100k-next --split valid --include-target --seed 1 --out runs/cands-valid.jsonl""",
+    "rank": """examples:
+  promptrec rank --data data/ml100k-next --candidates runs/cands-knn20.jsonl --top-k 10 --out runs/ranked.jsonl
+  promptrec rank --data data/ml100k-next --candidates runs/cands-knn20.jsonl --adapter adapters/next-64 \
+      --out runs/ranked-lora.jsonl --resume          # finish a run that crashed
+  accelerate launch --multi_gpu --num_processes 2 -m promptrec rank --data data/ml100k-next \
+      --candidates runs/cands-knn20.jsonl --quantization 4bit --out runs/ranked.jsonl""",
     "baselines": """examples:
   promptrec baselines --data data/ml100k --shots 64 --seeds 0 1 2 --out eval/results/baselines
   promptrec baselines --data data/ml100k --limit 300 --out eval/results/baselines-300""",
+    "experiment": """examples:
+  promptrec experiment --config eval/configs/tallrec_movie_cpu.yaml --dry-run     # list cells, check the grid
+  promptrec experiment --config eval/configs/tallrec_movie_cpu.yaml               # run; rerun to resume
+  promptrec experiment --config eval/configs/template_ab.yaml --set seeds=0,1 --set limit=100 --out runs/ab-quick""",
     "quickstart": """examples:
   promptrec quickstart --source ../shared/data/ml-100k --out runs/quickstart""",
 }
@@ -64,7 +83,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from promptrec import commands
+    from promptrec import commands, rank_commands
 
     parser = argparse.ArgumentParser(prog="promptrec", description="Prompt-based LLM recommendation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_train_parser(sub, EXAMPLES["train"])
     commands.add_evaluate_parser(sub, EXAMPLES["evaluate"])
     commands.add_baselines_parser(sub, EXAMPLES["baselines"])
+    rank_commands.add_candidates_parser(sub, EXAMPLES["candidates"])
+    rank_commands.add_rank_parser(sub, EXAMPLES["rank"])
+    commands.add_experiment_parser(sub, EXAMPLES["experiment"])
     commands.add_quickstart_parser(sub, EXAMPLES["quickstart"])
     return parser
 

@@ -119,19 +119,40 @@ def add_data_parser(sub, examples: str) -> None:
     table.add_argument("--interactions", required=True, help="user_id,item_id,timestamp and rating or label")
     table.add_argument("--items", help="item_id,title,... (other columns become attributes)")
     table.add_argument("--users", help="user_id,... (other columns become attributes)")
-    for source in (movielens, table):
+    amazon = sources.add_parser("amazon", help="Amazon 2018 reviews (5-core .json.gz or ratings .csv) + metadata")
+    amazon.add_argument("--reviews", required=True, help="*_5.json.gz reviews, or the ratings-only CSV (no header)")
+    amazon.add_argument("--meta", required=True, help="meta_*.json.gz product metadata (JSON lines)")
+    amazon.add_argument(
+        "--drop-items-without-meta", action="store_true", help="drop reviewed items lacking metadata (default: keep)"
+    )
+    for source in (movielens, table, amazon):
         source.add_argument("--out", required=True, help="output dir for train/valid/test.jsonl + manifest.json")
         source.add_argument("--history-len", type=int, default=10)
         source.add_argument("--max-examples", type=int, default=10000, help="keep the last N examples (TALLRec: 10000)")
+        source.add_argument(
+            "--protocol",
+            choices=["tallrec", "next-item", "search"],
+            default="tallrec",
+            help="tallrec: pointwise like/dislike examples; next-item: leave-one-out for candidates/rank; "
+            "search: product search with category-path queries (needs item categories or brand)",
+        )
+        _add_knowledge_flags(source)
         source.set_defaults(handler=data_prepare)
 
 
 def data_prepare(args) -> int:
     from promptrec.protocols import prepare_movielens, prepare_table
 
-    if args.source_kind == "movielens":
+    if args.source_kind == "amazon":
+        manifest = _prepare_amazon(args)
+    elif args.source_kind == "movielens":
         manifest = prepare_movielens(
-            resolve_path(args.source), resolve_path(args.out), args.history_len, args.max_examples
+            resolve_path(args.source),
+            resolve_path(args.out),
+            args.history_len,
+            args.max_examples,
+            args.protocol,
+            knowledge=_knowledge_spec(args),
         )
     else:
         manifest = prepare_table(
@@ -141,10 +162,68 @@ def data_prepare(args) -> int:
             resolve_path(args.out),
             history_len=args.history_len,
             max_examples=args.max_examples,
+            protocol=args.protocol,
+            knowledge=_knowledge_spec(args),
         )
     counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
     print(f"wrote {args.out}: {counts}")
+    _print_knowledge(manifest)
     return 0
+
+
+def _prepare_amazon(args) -> dict:
+    """Load Amazon files, print what was repaired (counts), prepare, save the load report beside the splits."""
+    from promptrec.amazon import load_amazon
+    from promptrec.protocols import prepare_dataset
+    from promptrec.records import write_json
+
+    missing_meta = "drop" if args.drop_items_without_meta else "keep"
+    dataset, report = load_amazon(resolve_path(args.reviews), resolve_path(args.meta), missing_meta)
+    print(report.summary())
+    for line in report.warnings():
+        print(f"promptrec: warning: {line}", file=sys.stderr)
+    out = resolve_path(args.out)
+    knowledge = _knowledge_spec(args)
+    manifest = prepare_dataset(dataset, out, args.protocol, args.history_len, 3.0, args.max_examples, knowledge)
+    write_json(out / "load_report.json", report.to_dict())
+    rates = ", ".join(f"{name} {info['positive_rate']}" for name, info in manifest["splits"].items())
+    print(f"positive rate ({'rating > 3' if args.protocol == 'tallrec' else 'label 1'}): {rates}")
+    return manifest
+
+
+def _add_knowledge_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kg",
+        action="append",
+        default=[],
+        metavar="KIND=VALUE",
+        help="add knowledge-graph facts to every example as 'kg' (repeatable): imdb=auxiliary.txt, "
+        "dbpedia=DIR[,MAPPING.tsv], triples=FILE.tsv (columns head,relation,tail), "
+        "attributes=brand,categories,price,also_buy",
+    )
+    parser.add_argument("--kg-max-facts", type=int, help="facts about the candidate per example (default 3)")
+    parser.add_argument("--kg-max-links", type=int, help="candidate-history links per example (default 2)")
+
+
+def _knowledge_spec(args):
+    limits = {"max_facts": args.kg_max_facts, "max_links": args.kg_max_links}
+    if not args.kg:
+        if any(value is not None for value in limits.values()):
+            raise ConfigError("--kg-max-facts and --kg-max-links need --kg; add --kg KIND=VALUE or drop them")
+        return None
+    from promptrec.knowledge import Budget, KnowledgeSpec
+
+    return KnowledgeSpec(tuple(args.kg), Budget(**{k: v for k, v in limits.items() if v is not None}))
+
+
+def _print_knowledge(manifest: dict) -> None:
+    from promptrec.knowledge import knowledge_warnings
+
+    record = manifest.get("knowledge")
+    if record:
+        print(f"knowledge: {record['num_facts']} facts on {record['num_items']} items ({record['file']})")
+    for warning in knowledge_warnings(manifest):
+        print(f"promptrec: warning: {warning}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- train
@@ -210,9 +289,18 @@ def add_evaluate_parser(sub, examples: str) -> None:
     parser = _parser(sub, "evaluate", "Score a split and write metrics.json + predictions.jsonl.", examples)
     parser.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json")
     parser.add_argument("--split", help="split to score (default test)")
+    parser.add_argument("--ranked", help="a `promptrec rank` output: report NDCG/HR/Recall@K and MRR instead")
     parser.add_argument("--adapter", help="LoRA adapter dir from `promptrec train` (omit for zero-shot)")
     parser.add_argument("--template", help="template (default: the adapter's, else tallrec_plain)")
     parser.add_argument("--limit", type=int, help="score a seeded sample of N examples (default all)")
+    parser.add_argument(
+        "--probabilities", action="store_true", default=None, help='add "probability" = sigmoid(score) to predictions'
+    )
+    parser.add_argument(
+        "--reliability-plot",
+        action=argparse.BooleanOptionalAction,
+        help="write reliability.png, a calibration diagram (default on; needs matplotlib)",
+    )
     parser.add_argument("--out", required=True, help="results dir")
     parser.add_argument("--overwrite", action="store_true", help="replace finished results in --out")
     add_config_flags(parser)
@@ -225,8 +313,13 @@ def evaluate_command(args) -> int:
     from promptrec.evaluation import EvalConfig, evaluate
     from promptrec.models import read_run_record
 
+    if args.ranked:
+        from promptrec.rank_commands import evaluate_ranked_command
+
+        return evaluate_ranked_command(args)
     adapter_model = read_run_record(args.adapter).get("model", {}).get("model") if args.adapter else None
     flags = {"split": args.split, "template": args.template, "limit": args.limit} | model_flags(args)
+    flags |= {"probabilities": args.probabilities, "reliability_plot": args.reliability_plot}
     if adapter_model and args.model is None and not any(s.startswith("model.model=") for s in args.set):
         flags["model"]["model"] = adapter_model  # default to the base model the adapter was trained on
     config = resolve(EvalConfig, args.config, args.set, flags)
@@ -236,7 +329,7 @@ def evaluate_command(args) -> int:
     metrics = evaluate(
         config, examples, resolve_path(args.out), args.adapter, _data_record(data, config.split), progress=True
     )
-    print_json({k: metrics[k] for k in ("auc", "uauc", "logloss", "num_examples")})
+    print_json({k: metrics[k] for k in ("auc", "uauc", "logloss", "brier", "ece", "num_examples")})
     return 0
 
 
@@ -279,8 +372,8 @@ def add_baselines_parser(sub, examples: str) -> None:
     parser = _parser(
         sub,
         "baselines",
-        "Classic baselines on the same split: history/item/user like-rates and "
-        "logistic regression on K shots and on the full train split.",
+        "Classic baselines on the same split: history/item/user like-rates, and popularity, item-kNN, "
+        "logistic regression and one-hot logistic regression on K shots and on the full train split.",
         examples,
     )
     parser.add_argument("--data", required=True, help="prepared dir from `promptrec data prepare`")
@@ -302,4 +395,35 @@ def baselines_command(args) -> int:
     for name, runs in results.items():
         aucs = [m["auc"] for m in runs]
         print(f"{name:24} AUC {sum(aucs) / len(aucs):.4f}" + (f" (mean of {len(aucs)} seeds)" if len(aucs) > 1 else ""))
+    return 0
+
+
+# ---------------------------------------------------------------- experiment
+def add_experiment_parser(sub, examples: str) -> None:
+    parser = _parser(
+        sub,
+        "experiment",
+        "Run a few-shot grid (templates x shots x seeds x models) and classic baselines on one split, "
+        "resumably; write a record per cell, summary.csv/.md and learning_curve.png.",
+        examples,
+    )
+    add_config_flags(parser)
+    parser.add_argument("--out", help="run dir (default: `out` in the config)")
+    parser.add_argument("--dry-run", action="store_true", help="check the grid and list cells (done / to run)")
+    parser.add_argument("--overwrite", action="store_true", help="rerun cells whose config changed (default: refuse)")
+    parser.set_defaults(handler=experiment_command)
+
+
+def experiment_command(args) -> int:
+    from promptrec.experiment import load_experiment_config, plan_experiment
+    from promptrec.sweep import run_experiment
+
+    config = load_experiment_config(args.config, args.set, args.out)
+    plan = plan_experiment(config, check_models=not args.dry_run)
+    if args.dry_run:
+        print("\n".join(plan.describe()))
+        return 0
+    records = run_experiment(plan, args.overwrite, lambda event: print(event.message, flush=True), progress=True)
+    print((plan.out_dir / "summary.md").read_text(), end="")
+    print(f"{len(records)} records in {plan.out_dir}")
     return 0

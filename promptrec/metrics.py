@@ -1,4 +1,5 @@
-"""Pointwise metrics over (label, score) pairs: AUC, user-averaged AUC, log loss, accuracy.
+"""Pointwise metrics over (label, score) pairs: AUC, user-averaged AUC, log loss, accuracy, and the
+calibration of sigmoid(score) (Brier, ECE, MCE; computed in `calibration`).
 
 AUC and log loss come from scikit-learn. Scores are log-odds; probabilities are sigmoid(score).
 Ranking metrics (NDCG, HR, MRR) belong to ranking evaluation, not here.
@@ -34,6 +35,8 @@ def pointwise_metrics(labels, scores, user_ids=None) -> dict:
     """AUC needs both classes; without them it is NaN (reported, not hidden)."""
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
+    from promptrec.calibration import calibration_metrics
+
     labels = np.asarray(labels, dtype=int)
     scores = np.asarray(scores, dtype=np.float64)
     both = 0 < labels.sum() < len(labels)
@@ -48,4 +51,37 @@ def pointwise_metrics(labels, scores, user_ids=None) -> dict:
         metrics["uauc"], metrics["num_users_uauc"] = user_auc(labels, scores, user_ids)
     else:
         metrics["uauc"], metrics["num_users_uauc"] = float("nan"), 0
+    metrics.update(calibration_metrics(labels, sigmoid(scores)))  # brier, ece, mce: see promptrec.calibration
+    return metrics
+
+
+# ---------------------------------------------------------------- ranking
+
+RANKING_KS = (1, 5, 10, 20)
+
+
+def ranking_metrics(ranked: dict[str, list[str]], relevant: dict[str, set[str]], ks=RANKING_KS) -> dict:
+    """NDCG@K, HR@K, Recall@K and MRR averaged over the users of `ranked` (binary relevance).
+
+    A relevant item missing from a user's list counts as a miss at every K (true metrics: a
+    reranker is charged for what its retriever missed). NDCG uses the log2(rank + 1) discount and
+    the ideal DCG of min(K, #relevant) hits, as scikit-learn's `ndcg_score` does.
+    """
+    users = [u for u in ranked if relevant.get(u)]
+    metrics: dict[str, float] = {"num_users": len(users)}
+    if not users:
+        return metrics
+    per_user = {f"{name}@{k}": [] for k in ks for name in ("ndcg", "hr", "recall")} | {"mrr": []}
+    for user in users:
+        items, targets = ranked[user], relevant[user]
+        hits = [rank for rank, item in enumerate(items, 1) if item in targets]  # 1-based ranks
+        for k in ks:
+            top = [r for r in hits if r <= k]
+            ideal = sum(1 / np.log2(r + 1) for r in range(1, min(k, len(targets)) + 1))
+            per_user[f"ndcg@{k}"].append(sum(1 / np.log2(r + 1) for r in top) / ideal)
+            per_user[f"hr@{k}"].append(float(bool(top)))
+            per_user[f"recall@{k}"].append(len(top) / len(targets))
+        per_user["mrr"].append(1 / hits[0] if hits else 0.0)
+    metrics.update({name: float(np.mean(values)) for name, values in per_user.items()})
+    metrics["num_users_target_in_list"] = sum(any(i in relevant[u] for i in ranked[u]) for u in users)
     return metrics

@@ -162,14 +162,18 @@ def _item_record(dataset: Dataset, item_id: str) -> dict:
 # ---------------------------------------------------------------- writing prepared splits
 
 
-def write_prepared(splits: dict[str, list[dict]], out_dir, protocol: dict) -> Path:
+def write_prepared(splits: dict[str, list[dict]], out_dir, protocol: dict, files: dict | None = None) -> Path:
     """Write `<split>.jsonl` files and manifest.json into `out_dir`; return the manifest's path.
+
+    `files` ({name: bytes}) are written beside them, e.g. knowledge.tsv (its record is in `protocol`).
 
     The same splits and protocol always give byte-identical files. A directory holding files
     but no manifest.json is refused, so a typo cannot overwrite unrelated data.
     """
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
+    for name, data in (files or {}).items():
+        (out_dir / name).write_bytes(data)
     split_records = {}
     for split, examples in splits.items():
         data = "".join(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in examples)
@@ -226,17 +230,53 @@ def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples
     }
 
 
-def _prepare(dataset: Dataset, out_dir, history_len, like_threshold, max_examples) -> dict:
+def _prepare(dataset: Dataset, out_dir, history_len, like_threshold, max_examples, knowledge=None) -> dict:
     fractions = (0.8, 0.1, 0.1)
     splits = build_tallrec_examples(dataset, history_len, like_threshold, max_examples, fractions)
     protocol = tallrec_protocol(dataset, history_len, like_threshold, max_examples, fractions)
-    manifest_path = write_prepared(splits, out_dir, protocol)
+    files = {}
+    if knowledge is not None:  # a knowledge.KnowledgeSpec: KG facts go into every example as "kg"
+        from promptrec.knowledge import attach_knowledge
+
+        splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge)
+    manifest_path = write_prepared(splits, out_dir, protocol, files)
     return json.loads(manifest_path.read_text(encoding="utf-8"))
 
 
-def prepare_movielens(source_dir, out_dir, history_len: int = 10, max_examples: int = 10000) -> dict:
-    """Build TALLRec splits from raw MovieLens-100K into `out_dir`; return the manifest."""
-    return _prepare(load_movielens(source_dir), out_dir, history_len, 3.0, max_examples)
+PROTOCOLS = ("tallrec", "next-item", "search")
+
+
+def prepare_dataset(
+    dataset: Dataset,
+    out_dir,
+    protocol: str = "tallrec",
+    history_len: int = 10,
+    like_threshold: float = 3.0,
+    max_examples: int = 10000,
+    knowledge=None,
+) -> dict:
+    """Write `dataset` prepared under `protocol` (pointwise TALLRec or leave-one-out next-item)."""
+    if protocol == "tallrec":
+        return _prepare(dataset, out_dir, history_len, like_threshold, max_examples, knowledge)
+    if protocol == "next-item":  # rank-time candidate examples get the same KG facts (next_item.CandidateExamples)
+        from promptrec.next_item import prepare_next_item
+
+        return prepare_next_item(dataset, out_dir, history_len, like_threshold, knowledge=knowledge)
+    if knowledge is not None:
+        raise ConfigError(f"--kg works with the tallrec and next-item protocols, not {protocol!r}; drop --kg")
+    if protocol == "search":  # personalised product search (Ai et al. 2017); needs item categories or brand
+        from promptrec.search import prepare_search
+
+        return prepare_search(dataset, out_dir, history_len)
+    raise ConfigError(f"unknown protocol {protocol!r}; pick one of: {', '.join(PROTOCOLS)}")
+
+
+def prepare_movielens(
+    source_dir, out_dir, history_len: int = 10, max_examples: int = 10000, protocol: str = "tallrec", knowledge=None
+) -> dict:
+    """Build splits from raw MovieLens-100K into `out_dir` under `protocol`; return the manifest."""
+    dataset = load_movielens(source_dir)
+    return prepare_dataset(dataset, out_dir, protocol, history_len, 3.0, max_examples, knowledge)
 
 
 def prepare_table(
@@ -247,10 +287,12 @@ def prepare_table(
     history_len: int = 10,
     like_threshold: float = 3.0,
     max_examples: int = 10000,
+    protocol: str = "tallrec",
+    knowledge=None,
 ) -> dict:
-    """Build TALLRec splits from CSV/TSV/JSONL tables into `out_dir`; return the manifest."""
+    """Build splits from CSV/TSV/JSONL tables into `out_dir` under `protocol`; return the manifest."""
     dataset = load_interactions_table(interactions, items, users)
-    return _prepare(dataset, out_dir, history_len, like_threshold, max_examples)
+    return prepare_dataset(dataset, out_dir, protocol, history_len, like_threshold, max_examples, knowledge)
 
 
 # ---------------------------------------------------------------- reading splits

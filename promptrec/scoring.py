@@ -4,10 +4,19 @@ Answer token ids come from the tokenizer for the template's `choices`, never fro
 Multi-token answers are scored as summed log-probabilities of their tokens. Batching groups
 prompts of similar length; padding is explicit (mask + position ids) so a batched score equals a
 one-at-a-time score on either padding side. Training reuses `answer_log_odds` for its BCE loss.
+
+Shared-prefix scoring (`score_shared_prefix`): one user's prompts for many candidates share their
+first tokens (instruction, profile, history). Those tokens run once; their key/value cache is
+copied to every candidate row and only each candidate's remaining tokens run. The prefix is the
+longest common *token* prefix of the full prompts, so any template works (chat ones included) and
+the arithmetic is the same as scoring each full prompt; a template that puts the candidate first
+has no useful prefix and falls back to plain batched scoring.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,6 +157,91 @@ def score_sequences(
     return scores
 
 
+def common_prefix_length(sequences: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by every sequence."""
+    shortest = min(sequences, key=len)
+    for position, token in enumerate(shortest):
+        if any(seq[position] != token for seq in sequences):
+            return position
+    return len(shortest)
+
+
+def _cache_argument(model) -> str:
+    # transformers 5 renamed `past_key_values` to `cache`; accept either so older 5.x releases work.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _answer_rows(continuations: list[list[int]], answers: AnswerIds) -> tuple[list[list[int]], list[tuple]]:
+    """Rows to run after the prefix and, per row, the answer tokens its final positions predict.
+
+    Single-token answers need one row per candidate (read the last position). Multi-token answers
+    need two rows per candidate, each continued by all but the last answer token.
+    """
+    if answers.single_token:
+        return continuations, [()] * len(continuations)
+    rows, targets = [], []
+    for continuation in continuations:
+        for answer in (answers.positive, answers.negative):
+            rows.append(continuation + list(answer[:-1]))
+            targets.append(answer)
+    return rows, targets
+
+
+@torch.no_grad()
+def score_shared_prefix(
+    model,
+    sequences: list[list[int]],
+    answers: AnswerIds,
+    pad_id: int,
+    batch_size: int = 32,
+    min_prefix_tokens: int = 8,
+) -> tuple[np.ndarray, int]:
+    """Log-odds of prompts that share a prefix, and the prefix length used (0: plain scoring).
+
+    The prefix runs once (batch 1); for each batch its cache is repeated to (batch, heads, prefix,
+    dim) and the continuations run left-padded after it, with explicit positions that continue
+    from the prefix and padding masked out, so every row's final column is its answer position.
+    """
+    prefix_len = min(common_prefix_length(sequences), min(len(s) for s in sequences) - 1)
+    if len(sequences) < 2 or prefix_len < min_prefix_tokens:
+        return score_sequences(model, sequences, answers, pad_id, batch_size), 0
+    device = model_device(model)
+    prefix = torch.tensor([sequences[0][:prefix_len]], device=device)
+    argument = _cache_argument(model)
+    out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
+    prefix_cache = getattr(out, argument, None) or out.past_key_values
+    rows, targets = _answer_rows([s[prefix_len:] for s in sequences], answers)
+    keep = max((len(t) for t in targets), default=1) or 1
+    values = np.zeros(len(rows), dtype=np.float64)
+    for indices in length_batches([len(r) for r in rows], batch_size):
+        batch = pad_batch([rows[i] for i in indices], pad_id, side="left")
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(indices))
+        mask = torch.cat([torch.ones((len(indices), prefix_len), dtype=torch.long), batch.attention_mask], dim=1)
+        logits = model(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=(batch.position_ids + prefix_len).to(device),
+            use_cache=True,
+            logits_to_keep=keep,
+            **{argument: cache},
+        ).logits.float()  # (batch, keep, vocab)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        for row, index in enumerate(indices):
+            if answers.single_token:
+                values[index] = (
+                    log_probs[row, -1, answers.positive[0]] - log_probs[row, -1, answers.negative[0]]
+                ).item()
+            else:  # the last len(answer) positions predict the answer's tokens
+                answer = targets[index]
+                steps = log_probs[row, keep - len(answer) :]
+                values[index] = sum(steps[k, token].item() for k, token in enumerate(answer))
+    if not answers.single_token:
+        values = values[0::2] - values[1::2]
+    return values, prefix_len
+
+
 class Scorer:
     """Renders examples with one template and scores them with one model: the only inference path."""
 
@@ -158,6 +252,13 @@ class Scorer:
 
     def encode(self, example: dict) -> list[int]:
         return encode_prompt(self.tokenizer, self.template.render(example, self.tokenizer), self.template.chat)
+
+    def score_group(self, examples: list[dict], min_prefix_tokens: int = 8) -> tuple[np.ndarray, int]:
+        """Scores of examples that share a context (one user's candidates), reusing their common prefix."""
+        sequences = [self.encode(example) for example in examples]
+        return score_shared_prefix(
+            self.model, sequences, self.answers, self.tokenizer.pad_token_id, self.batch_size, min_prefix_tokens
+        )
 
     def score(self, examples: list[dict], progress: bool = False) -> np.ndarray:
         sequences = [self.encode(example) for example in examples]

@@ -1,0 +1,198 @@
+"""Benchmark: shared-prefix ranking against scoring every (user, candidate) prompt from scratch.
+
+Scores the same users x 20 candidates (MovieLens-100K leave-one-out, 10-item histories, an
+item-kNN retriever's top 20) both ways in one run, checks the scores agree, and prints
+candidates/s, the ratio, peak memory per phase, and the model's plain forward throughput on this
+machine (the ceiling a scoring path can approach). Ends with one JSON line for tracking.
+
+    python eval/bench_rank.py                                  # embedded model, CPU
+    python eval/bench_rank.py --users 4 --template movie_next
+    python eval/bench_rank.py --shape llama-7b --dtype bfloat16 --device cuda   # random 7B-shaped weights
+    python eval/bench_rank.py --model DIR --quantization 4bit --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from promptrec.candidates import CandidateConfig, build_candidates
+from promptrec.models import ModelConfig, load_model, load_tokenizer
+from promptrec.next_item import CandidateExamples, load_catalog
+from promptrec.protocols import prepare_movielens
+from promptrec.scoring import Scorer, score_sequences, score_shared_prefix
+from promptrec.templates import load_template
+
+SHAPES = {  # random-weight shapes: speed does not depend on the weights
+    "llama-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                     num_key_value_heads=32),
+    "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                     num_key_value_heads=8),
+}  # fmt: skip
+
+
+class PeakMemory:
+    """Peak resident memory (CPU, sampled) or peak allocated CUDA memory during a `with` block, in MiB."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.peak_mib = 0.0
+
+    def _rss_mib(self) -> float:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * 4096 / 2**20
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, self._rss_mib())
+            time.sleep(0.01)
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak_mib = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def load(args):
+    if args.shape:
+        from transformers import AutoModelForCausalLM, LlamaConfig
+
+        tokenizer = load_tokenizer(ModelConfig())
+        config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=4096, **SHAPES[args.shape])
+        dtype = getattr(torch, args.dtype if args.dtype != "auto" else "bfloat16")
+        with torch.device(args.device if args.device != "auto" else "cpu"):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+        return model, tokenizer
+    return load_model(ModelConfig(args.model, args.dtype, args.device, args.quantization))
+
+
+def build_groups(args, tokenizer) -> tuple[list[list[list[int]]], int]:
+    """Token sequences per user (one per candidate) through the real candidate and template path."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        prepare_movielens(args.source, data, history_len=10, protocol="next-item")
+        catalog = load_catalog(data)
+        rows, _ = build_candidates(catalog, "test", CandidateConfig("itemknn", args.candidates, True, args.seed))
+        contexts, builder = catalog.contexts("test"), CandidateExamples(catalog)
+    rows = random.Random(args.seed).sample(rows, args.users)
+    scorer = Scorer(None, tokenizer, load_template(args.template))
+    groups = [[scorer.encode(builder.build(contexts[r["user_id"]], item)) for item in r["candidates"]] for r in rows]
+    return groups, scorer.answers
+
+
+def timed(fn, device: str):
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        result = fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return result, seconds, memory.peak_mib
+
+
+def forward_throughput(model, length: int, batch: int, repeats: int = 2) -> float:
+    """Tokens/s of a plain batched forward pass (no padding, last-position logits)."""
+    device = next(model.parameters()).device
+    ids = torch.randint(100, 1000, (batch, length), device=device)
+    with torch.no_grad():
+        model(input_ids=ids, logits_to_keep=1)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(input_ids=ids, logits_to_keep=1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return repeats * batch * length / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default="../shared/data/ml-100k", help="raw MovieLens-100K directory")
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--template", default="movie_rich")
+    parser.add_argument("--batch-size", type=int, default=20, help="rows per forward pass, both paths")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="random weights of this shape instead of --model")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quantization", default="none")
+    args = parser.parse_args()
+
+    model, tokenizer = load(args)
+    device = str(next(model.parameters()).device)
+    groups, answers = build_groups(args, tokenizer)
+    pad, num = tokenizer.pad_token_id, sum(len(g) for g in groups)
+    lengths = [len(s) for g in groups for s in g]
+    print(f"model {args.shape or args.model} on {device}; {len(groups)} users x {args.candidates} candidates, "
+          f"template {args.template}, prompt tokens mean {np.mean(lengths):.0f}")  # fmt: skip
+    score_shared_prefix(model, groups[0], answers, pad, args.batch_size)  # warm-up (allocator, kernels)
+
+    naive, naive_s, naive_mib = timed(
+        lambda: [score_sequences(model, g, answers, pad, args.batch_size) for g in groups], device
+    )
+    cached, cached_s, cached_mib = timed(
+        lambda: [score_shared_prefix(model, g, answers, pad, args.batch_size) for g in groups], device
+    )
+    prefix_tokens = [p for _, p in cached]
+    max_abs_diff = max(float(np.max(np.abs(n - c))) for n, (c, _) in zip(naive, cached))
+    processed = sum(p + sum(len(s) - p for s in g) for g, p in zip(groups, prefix_tokens))
+    ceiling = forward_throughput(model, int(np.mean(lengths)), args.batch_size)
+    result = {
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "model": args.shape or args.model,
+        "dtype": str(next(model.parameters()).dtype),
+        "quantization": args.quantization,
+        "template": args.template,
+        "users": len(groups),
+        "candidates_per_user": args.candidates,
+        "mean_prompt_tokens": float(np.mean(lengths)),
+        "mean_prefix_tokens": float(np.mean(prefix_tokens)),
+        "naive_cands_per_s": num / naive_s,
+        "cached_cands_per_s": num / cached_s,
+        "speedup": naive_s / cached_s,
+        "max_abs_diff": max_abs_diff,
+        "naive_peak_mib": naive_mib,
+        "cached_peak_mib": cached_mib,
+        "cached_tokens_per_s": processed / cached_s,
+        "forward_tokens_per_s": ceiling,
+    }
+    print(
+        f"naive  (every prompt from scratch): {result['naive_cands_per_s']:8.2f} candidates/s, peak {naive_mib:.0f} MiB"
+    )
+    print(
+        f"cached (shared prefix once)       : {result['cached_cands_per_s']:8.2f} candidates/s, "
+        f"peak {cached_mib:.0f} MiB"
+    )
+    print(
+        f"speedup {result['speedup']:.2f}x; max |score difference| {max_abs_diff:.2e}; "
+        f"prefix {result['mean_prefix_tokens']:.0f} of {result['mean_prompt_tokens']:.0f} tokens"
+    )
+    print(f"cached path runs {result['cached_tokens_per_s']:.0f} tokens/s; a plain forward pass of this shape "
+          f"runs {ceiling:.0f} tokens/s ({result['cached_tokens_per_s'] / ceiling:.0%} of it)")  # fmt: skip
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
