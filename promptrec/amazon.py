@@ -15,29 +15,24 @@ metadata (kept as "item <asin>", or dropped with their reviews).
 Bad lines (not a JSON object, a missing or malformed required key) are skipped and counted, and
 the report names the first. Loading fails with a `DataError` naming file and line when the first
 record is bad (the file is not this format at all), when more than max(10, 1%) of the lines are
-bad, or when a gzip file is truncated or corrupt.
+bad, or when a gzip file is truncated or corrupt (that tolerance is `promptrec.line_files`').
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import html
-import json
 import re
-import zlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from promptrec.data import Dataset, Interaction, Item, User
 from promptrec.errors import ConfigError, DataError
+from promptrec.line_files import LineErrors, json_object, raw_lines, text_lines
 
 REVIEW_KEYS = ("reviewerID", "asin", "overall", "unixReviewTime")
 CSV_COLUMNS = ("asin", "reviewerID", "rating", "timestamp")
 MISSING_META_POLICIES = ("keep", "drop")
-MAX_BAD_LINES = 10  # bad lines tolerated in any file ...
-MAX_BAD_FRACTION = 0.01  # ... or this fraction of its lines, whichever is larger
 DESCRIPTION_CHARS = 200  # descriptions are cut to about this many characters (prompt budget)
 TITLE_CHARS = 200
 DESCRIPTION_TITLE_WORDS = 8  # at most this many words of the description's first sentence stand in for a title
@@ -45,7 +40,6 @@ _TAG = re.compile(r"<[^>]*>?")  # a tag, or an unclosed fragment such as '<span 
 _SPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _PRICE = re.compile(r"^\$?\s*([\d,]+(?:\.\d+)?)(\s*-\s*\$?\s*[\d,]+(?:\.\d+)?)?$")
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -174,82 +168,6 @@ def _stem(path: Path) -> str:
     return name
 
 
-# ---------------------------------------------------------------- reading files
-
-
-def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, bytes) of every line, gunzipped when the file starts with gzip's magic."""
-    try:
-        with open(path, "rb") as handle:
-            is_gzip = handle.read(2) == _GZIP_MAGIC
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; check the path") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory; pass the file itself") from None
-    if path.suffix == ".gz" and not is_gzip:
-        raise DataError(f"{path}: named .gz but not a gzip file; download it again or rename it")
-    line_no = 0
-    try:
-        with gzip.open(path, "rb") if is_gzip else open(path, "rb") as handle:
-            for line_no, line in enumerate(handle, 1):
-                yield line_no, line
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(
-            f"{path}:{line_no + 1}: unreadable gzip data ({err}); the file is truncated or corrupt, download it again"
-        ) from None
-
-
-class _LineErrors:
-    """Counts bad lines of one file and enforces the tolerance described in the module docstring."""
-
-    def __init__(self, path: Path, hint: str):
-        self.path, self.hint = path, hint
-        self.examples: list[str] = []
-        self.count = 0
-        self.lines = 0
-        self.records = 0
-
-    def bad(self, line_no: int, reason: str) -> None:
-        if self.records == 0:  # nothing good came before: the file is not this format at all
-            raise DataError(f"{self.path}:{line_no}: {reason}; {self.hint}")
-        self.count += 1
-        if len(self.examples) < 5:
-            self.examples.append(f"line {line_no}: {reason}")
-
-    def check(self) -> None:
-        if self.records == 0:
-            raise DataError(f"{self.path}: no records; {self.hint}")
-        if self.count > max(MAX_BAD_LINES, MAX_BAD_FRACTION * self.lines):
-            raise DataError(
-                f"{self.path}: {self.count} of {self.lines} lines are malformed ({self.examples[0]}); "
-                f"fix the file or download it again"
-            )
-
-
-def _text_lines(path: Path, errors: _LineErrors) -> Iterator[tuple[int, str]]:
-    for line_no, raw in _raw_lines(path):
-        errors.lines = line_no
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as err:
-            errors.bad(line_no, f"not valid UTF-8 (byte {err.start})")
-            continue
-        if text:
-            yield line_no, text
-
-
-def _json_object(line_no: int, text: str, errors: _LineErrors) -> dict | None:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        errors.bad(line_no, f"invalid JSON ({err.msg})")
-        return None
-    if not isinstance(record, dict):
-        errors.bad(line_no, f"expected a JSON object, got {type(record).__name__}")
-        return None
-    return record
-
-
 # ---------------------------------------------------------------- reviews
 
 
@@ -260,9 +178,9 @@ def _read_reviews(path: Path, report: AmazonReport) -> list[Interaction]:
         hint = f"expected Amazon 2018 review JSON lines with keys {', '.join(REVIEW_KEYS)}"
     else:
         hint = f"expected a ratings CSV without header: {','.join(CSV_COLUMNS)}"
-    errors = _LineErrors(path, hint)
+    errors = LineErrors(path, hint)
     rows = []  # (interaction, line number)
-    for line_no, text in _text_lines(path, errors):
+    for line_no, text in text_lines(path, errors):
         interaction = _json_review(line_no, text, errors) if fmt == "json" else _csv_rating(line_no, text, errors)
         if interaction is not None:
             errors.records += 1
@@ -274,14 +192,14 @@ def _read_reviews(path: Path, report: AmazonReport) -> list[Interaction]:
 
 
 def _reviews_format(path: Path) -> str:
-    for _, raw in _raw_lines(path):
+    for _, raw in raw_lines(path):
         if raw.strip():
             return "json" if raw.lstrip().startswith(b"{") else "csv"
     raise DataError(f"{path}: the file is empty; pass a reviews JSON-lines or ratings CSV file")
 
 
-def _json_review(line_no: int, text: str, errors: _LineErrors) -> Interaction | None:
-    record = _json_object(line_no, text, errors)
+def _json_review(line_no: int, text: str, errors: LineErrors) -> Interaction | None:
+    record = json_object(line_no, text, errors)
     if record is None:
         return None
     missing = [key for key in REVIEW_KEYS if key not in record]
@@ -292,7 +210,7 @@ def _json_review(line_no: int, text: str, errors: _LineErrors) -> Interaction | 
     return _interaction(line_no, *values, errors)
 
 
-def _csv_rating(line_no: int, text: str, errors: _LineErrors) -> Interaction | None:
+def _csv_rating(line_no: int, text: str, errors: LineErrors) -> Interaction | None:
     fields = next(csv.reader([text]))
     if len(fields) != len(CSV_COLUMNS):
         errors.bad(line_no, f"expected {len(CSV_COLUMNS)} fields, found {len(fields)}")
@@ -301,7 +219,7 @@ def _csv_rating(line_no: int, text: str, errors: _LineErrors) -> Interaction | N
     return _interaction(line_no, user_id, asin, rating, timestamp, errors)
 
 
-def _interaction(line_no: int, user_id, asin, rating, timestamp, errors: _LineErrors) -> Interaction | None:
+def _interaction(line_no: int, user_id, asin, rating, timestamp, errors: LineErrors) -> Interaction | None:
     for name, value in (("reviewerID", user_id), ("asin", asin)):
         if not isinstance(value, str) or not value.strip():
             errors.bad(line_no, f"{name} is {value!r}")
@@ -333,10 +251,10 @@ def _latest_per_pair(rows: list[tuple[Interaction, int]], report: AmazonReport) 
 
 def _read_meta(path: Path, report: AmazonReport) -> dict[str, dict]:
     """The first record of each ASIN; duplicates are counted, and whether they differ."""
-    errors = _LineErrors(path, "expected Amazon 2018 product metadata JSON lines with an 'asin' key")
+    errors = LineErrors(path, "expected Amazon 2018 product metadata JSON lines with an 'asin' key")
     records: dict[str, dict] = {}
-    for line_no, text in _text_lines(path, errors):
-        record = _json_object(line_no, text, errors)
+    for line_no, text in text_lines(path, errors):
+        record = json_object(line_no, text, errors)
         if record is None:
             continue
         asin = record.get("asin")

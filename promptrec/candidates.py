@@ -100,8 +100,9 @@ def build_candidates(catalog: Catalog, split: str, config: CandidateConfig) -> t
         hits += target in items
         if config.include_target and target not in items:
             items = items[: config.num - 1] + [target]
+        ranked = list(items)
         random.Random(f"{config.seed}:{user_id}").shuffle(items)
-        rows.append({"user_id": user_id, "candidates": items})
+        rows.append({"user_id": user_id, "candidates": items, "retriever_order": ranked})
     return rows, _record(catalog, split, config, rows, hits)
 
 
@@ -133,9 +134,20 @@ def _record(catalog: Catalog, split: str, config: CandidateConfig, rows: list[di
     }
 
 
-def write_candidates(rows: list[dict], record: dict, out_path) -> None:
+def write_candidates(rows: list[dict], record: dict, out_path, retriever_ranked_path=None) -> None:
+    """The candidate file (+ protocol record); optionally the retriever's own order as a ranked file.
+
+    The ranked file has `rank`'s output shape, so `evaluate --ranked` scores the retriever alone
+    (the baseline a reranker must beat). The candidate file itself never keeps that order.
+    """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if retriever_ranked_path is not None:
+        if any("retriever_order" not in row for row in rows):
+            raise ConfigError("this retriever has no ranking of its own (search: the purchase + random items)")
+        ranked = [{"user_id": row["user_id"], "items": row["retriever_order"]} for row in rows]
+        Path(retriever_ranked_path).write_text("".join(json.dumps(r) + "\n" for r in ranked), encoding="utf-8")
+    rows = [{k: v for k, v in row.items() if k != "retriever_order"} for row in rows]
     tmp = out_path.with_name(out_path.name + ".tmp")
     tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     tmp.replace(out_path)

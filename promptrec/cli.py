@@ -83,12 +83,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from promptrec import commands, rank_commands
+    from promptrec import commands, data_commands, rank_commands
 
     parser = argparse.ArgumentParser(prog="promptrec", description="Prompt-based LLM recommendation.")
     sub = parser.add_subparsers(dest="command", required=True)
     commands.add_prompts_parser(sub, EXAMPLES["prompts"])
-    commands.add_data_parser(sub, EXAMPLES["data"])
+    data_commands.add_data_parser(sub, EXAMPLES["data"])
     commands.add_train_parser(sub, EXAMPLES["train"])
     commands.add_evaluate_parser(sub, EXAMPLES["evaluate"])
     commands.add_baselines_parser(sub, EXAMPLES["baselines"])

@@ -23,6 +23,7 @@ def add_candidates_parser(sub, examples: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidate order shuffle and user sample")
     parser.add_argument("--max-users", type=int, default=0, help="a seeded sample of N users (default all)")
     parser.add_argument("--out", required=True, help="candidate .jsonl (a .protocol.json is written beside it)")
+    parser.add_argument("--retriever-ranked", help="also write the retriever's own order here (for evaluate --ranked)")
     parser.set_defaults(handler=candidates_command)
 
 
@@ -32,7 +33,8 @@ def candidates_command(args) -> int:
 
     config = CandidateConfig(args.retriever, args.num, args.include_target, args.seed, args.max_users)
     rows, record = build_candidates(load_catalog(resolve_path(args.data)), args.split, config)
-    write_candidates(rows, record, resolve_path(args.out))
+    ranked = resolve_path(args.retriever_ranked) if args.retriever_ranked else None
+    write_candidates(rows, record, resolve_path(args.out), ranked)
     recall = record[f"recall_at_{config.num}"]
     print(
         f"wrote {args.out}: {len(rows)} users x {config.num} candidates ({config.retriever}); "

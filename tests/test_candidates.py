@@ -85,11 +85,23 @@ def test_max_users_samples_users_with_the_seed(catalog):
 
 def test_written_file_has_a_protocol_record_with_its_hash(catalog, tmp_path):
     rows, record = build_candidates(catalog, "test", CandidateConfig(num=3))
-    write_candidates(rows, record, tmp_path / "c.jsonl")
+    write_candidates(rows, record, tmp_path / "c.jsonl", retriever_ranked_path=tmp_path / "order.jsonl")
     written = json.loads(protocol_path(tmp_path / "c.jsonl").read_text())
     assert written["sha256"] == file_sha256(tmp_path / "c.jsonl") and written["retriever"] == "popularity"
     loaded = load_candidates(tmp_path / "c.jsonl", catalog, "test")
-    assert loaded.rows == rows and loaded.num_empty == 0
+    assert loaded.rows == [{"user_id": r["user_id"], "candidates": r["candidates"]} for r in rows]
+    assert loaded.num_empty == 0
+
+
+def test_retriever_order_is_written_apart_and_never_in_the_candidate_file(catalog, tmp_path):
+    from promptrec.ranking import read_ranked
+
+    rows, record = build_candidates(catalog, "test", CandidateConfig("popularity", num=3, seed=4))
+    write_candidates(rows, record, tmp_path / "c.jsonl", retriever_ranked_path=tmp_path / "order.jsonl")
+    retriever = Retriever(catalog.fit_interactions("test"), sorted(catalog.items), "popularity")
+    ranked = read_ranked(tmp_path / "order.jsonl")
+    assert ranked == {r["user_id"]: retriever.top(r["user_id"], 3) for r in rows}
+    assert "retriever_order" not in (tmp_path / "c.jsonl").read_text()
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Tests for promptrec.knowledge: loaders and their reports, the graph, fact selection, enrich, and
-`data prepare --kg` end to end (on tiny fixtures in tests/data/kg, and on the real ml-kg files)."""
+"""Tests for promptrec.knowledge and promptrec.knowledge_sources: loaders and their reports, the graph,
+fact selection, enrich, and `data prepare --kg` end to end (on tiny fixtures in tests/data/kg, and on the
+real ml-kg files)."""
 
 import json
 from pathlib import Path
@@ -12,19 +13,21 @@ from promptrec.errors import ConfigError, DataError
 from promptrec.knowledge import (
     KNOWLEDGE_FILE,
     Budget,
-    Fact,
     KnowledgeGraph,
     build_graph,
     enrich,
+    load_budget,
+    load_graph,
+    select_facts,
+)
+from promptrec.knowledge_sources import (
+    Fact,
     entity_name,
     facts_from_attributes,
-    load_budget,
     load_dbpedia,
-    load_graph,
     load_imdb_auxiliary,
     load_triples,
     price_band,
-    select_facts,
 )
 from promptrec.templates import load_template
 
