@@ -221,3 +221,26 @@ def test_search_split_renders_and_scores_with_both_search_templates(tmp_path, ti
     evaluate = ["evaluate", "--data", str(data), "--template", "product_search_personal", "--limit", "8"]
     assert main([*evaluate, "--model", str(tiny_model_dir), "--no-reliability-plot", "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["num_examples"] == 8
+
+
+def test_candidates_search_retriever_writes_queries_for_the_rank_path(tmp_path, capsys):
+    from promptrec.candidates import CandidateConfig, build_candidates, load_candidates
+    from promptrec.next_item import load_catalog
+    from promptrec.protocols import prepare_dataset
+
+    dataset = make_dataset({"u1": [0, 1, 2, 3], "u2": [4, 5, 28], "u3": [6, 7, 29], "u4": [7, 8, 9, 10, 11]})
+    prepare_dataset(dataset, tmp_path / "next", protocol="next-item", history_len=2)
+    catalog = load_catalog(tmp_path / "next")
+    rows, record = build_candidates(catalog, "test", CandidateConfig("search", num=5, seed=1))
+    targets = {u: ex["item_id"] for u, ex in catalog.contexts("test").items()}
+    assert {r["user_id"] for r in rows} == {"u1", "u2", "u4"}, "u3's last purchase (I29) gives no query"
+    assert record["num_users_without_query"] == 1 and record["recall_at_5"] == 1.0
+    for row in rows:
+        assert row["query"] and targets[row["user_id"]] in row["candidates"] and len(row["candidates"]) == 5
+    out = tmp_path / "c.jsonl"
+    assert main(["candidates", "--data", str(tmp_path / "next"), "--retriever", "search", "--num", "5",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert all("query" in r for r in load_candidates(out, catalog, "test").rows)
+    bad = ["candidates", "--data", str(tmp_path / "next"), "--retriever", "search", "--out", str(tmp_path / "x.jsonl"),
+           "--retriever-ranked", str(tmp_path / "order.jsonl")]  # fmt: skip
+    assert main(bad) == 2 and "no ranking of its own" in capsys.readouterr().err
