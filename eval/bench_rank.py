@@ -6,7 +6,7 @@ candidates/s, the ratio, peak memory per phase, and the model's plain forward th
 machine (the ceiling a scoring path can approach). Ends with one JSON line for tracking.
 
     python eval/bench_rank.py                                  # embedded model, CPU
-    python eval/bench_rank.py --users 4 --template movie_next
+    python eval/bench_rank.py --users 4 --template movie_rich   # facts after the candidate: less to share
     python eval/bench_rank.py --shape llama-7b --dtype bfloat16 --device cuda   # random 7B-shaped weights
     python eval/bench_rank.py --model DIR --quantization 4bit --device cuda
 """
@@ -130,8 +130,8 @@ def main() -> None:
     parser.add_argument("--source", default="../shared/data/ml-100k", help="raw MovieLens-100K directory")
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--candidates", type=int, default=20)
-    parser.add_argument("--template", default="movie_rich")
-    parser.add_argument("--batch-size", type=int, default=20, help="rows per forward pass, both paths")
+    parser.add_argument("--template", default="movie_next", help="movie_next (ranking) or e.g. movie_rich")
+    parser.add_argument("--batch-size", type=int, default=10, help="prompts / candidates per forward pass, both paths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--shape", choices=sorted(SHAPES), help="random weights of this shape instead of --model")

@@ -4,6 +4,8 @@
 # LoRA, beside the retriever's own order. NDCG/HR@10 over a seeded sample of USERS test users.
 #   bash eval/next_item_movie.sh [ML100K_DIR] [RESULTS_DIR]
 # USERS=0 ranks all 943 users; RETRIEVERS, SHOTS, SEED, LOSS narrow or change the grid.
+# INCLUDE_TARGET=1 (default) forces the held-out item into each list (sampled-metric protocol), so
+# every user measures the reranker; INCLUDE_TARGET=0 keeps the retriever's list as it is.
 set -euo pipefail
 SOURCE=${1:-../shared/data/ml-100k}
 OUT=${2:-eval/results/next_item_movie}
@@ -13,6 +15,7 @@ SEED=${SEED:-0}
 LOSS=${LOSS:-bce}
 RETRIEVERS=${RETRIEVERS:-"popularity itemknn"}
 TEMPLATE=${TEMPLATE:-movie_next}
+INCLUDE=(); [ "${INCLUDE_TARGET:-1}" = 1 ] && INCLUDE=(--include-target)
 
 mkdir -p "$OUT"
 [ -f "$OUT/data/manifest.json" ] ||
@@ -24,14 +27,9 @@ adapter="$OUT/adapters/$TEMPLATE-${SHOTS}shot-$LOSS-seed$SEED"
 for retriever in $RETRIEVERS; do
   cands="$OUT/candidates-$retriever-20.jsonl"
   [ -f "$cands" ] || promptrec candidates --data "$OUT/data" --retriever "$retriever" --num 20 \
-    --max-users "$USERS" --seed "$SEED" --out "$cands"
-  # The retriever alone: its own order, written as a ranked file by the same evaluator.
-  python -c "import json,sys; from promptrec.candidates import Retriever; from promptrec.next_item import load_catalog
-c=load_catalog(sys.argv[1]); r=Retriever(c.fit_interactions('test'), sorted(c.items), sys.argv[2])
-rows=[json.loads(l) for l in open(sys.argv[3])]
-open(sys.argv[4],'w').write(''.join(json.dumps({'user_id':x['user_id'],'items':r.top(x['user_id'],20)})+'\n' for x in rows))" \
-    "$OUT/data" "$retriever" "$cands" "$OUT/retriever-$retriever.jsonl"
-  promptrec evaluate --ranked "$OUT/retriever-$retriever.jsonl" --data "$OUT/data" --out "$OUT/eval-retriever-$retriever" > /dev/null
+    --max-users "$USERS" --seed "$SEED" "${INCLUDE[@]}" --out "$cands" --retriever-ranked "$OUT/ranked-$retriever-retriever.jsonl"
+  promptrec evaluate --ranked "$OUT/ranked-$retriever-retriever.jsonl" --data "$OUT/data" \
+    --out "$OUT/eval-$retriever-retriever" > /dev/null  # the retriever alone, its own order
   for model in zero-shot lora; do
     ranked="$OUT/ranked-$retriever-$model.jsonl"
     extra=(--template "$TEMPLATE"); [ "$model" = lora ] && extra=(--adapter "$adapter")
@@ -44,7 +42,7 @@ import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 print("| retriever | ranker | users | NDCG@10 | HR@10 | MRR |\n|---|---|---|---|---|---|")
 for metrics in sorted(out.glob("eval-*/metrics.json")):
-    m = json.loads(metrics.read_text()); name = metrics.parent.name.removeprefix("eval-")
-    retriever, ranker = (name.split("-", 1) + ["retriever order"])[:2] if not name.startswith("retriever-") else (name.split("-", 1)[1], "retriever order")
+    m = json.loads(metrics.read_text())
+    retriever, ranker = metrics.parent.name.removeprefix("eval-").split("-", 1)
     print(f"| {retriever} | {ranker} | {m['num_users']} | {m['ndcg@10']:.4f} | {m['hr@10']:.4f} | {m['mrr']:.4f} |")
 PY

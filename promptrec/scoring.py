@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,47 +200,95 @@ def score_shared_prefix(
 ) -> tuple[np.ndarray, int]:
     """Log-odds of prompts that share a prefix, and the prefix length used (0: plain scoring).
 
-    The prefix runs once (batch 1); for each batch its cache is repeated to (batch, heads, prefix,
-    dim) and the continuations run left-padded after it, with explicit positions that continue
-    from the prefix and padding masked out, so every row's final column is its answer position.
+    The prefix runs once (batch 1) into a KV cache. Then, with sdpa/eager attention, up to
+    `batch_size` continuations are packed into ONE row after it: a block mask lets each token see
+    the prefix and the earlier tokens of its own continuation only, positions restart after the
+    prefix for every continuation, and only the answer positions reach the vocab projection. No
+    padding and no copies of the prefix cache per candidate. Other attention kernels (flash) take
+    a batched path: the cache repeated per row, continuations left-padded.
     """
     prefix_len = min(common_prefix_length(sequences), min(len(s) for s in sequences) - 1)
     if len(sequences) < 2 or prefix_len < min_prefix_tokens:
         return score_sequences(model, sequences, answers, pad_id, batch_size), 0
     device = model_device(model)
-    prefix = torch.tensor([sequences[0][:prefix_len]], device=device)
     argument = _cache_argument(model)
-    out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=torch.tensor([sequences[0][:prefix_len]], device=device), use_cache=True, logits_to_keep=1)
     prefix_cache = getattr(out, argument, None) or out.past_key_values
     rows, targets = _answer_rows([s[prefix_len:] for s in sequences], answers)
-    keep = max((len(t) for t in targets), default=1) or 1
+    step = _packed_log_probs if takes_custom_masks(model) else _batched_log_probs
     values = np.zeros(len(rows), dtype=np.float64)
-    for indices in length_batches([len(r) for r in rows], batch_size):
-        batch = pad_batch([rows[i] for i in indices], pad_id, side="left")
-        cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(len(indices))
-        mask = torch.cat([torch.ones((len(indices), prefix_len), dtype=torch.long), batch.attention_mask], dim=1)
-        logits = model(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=(batch.position_ids + prefix_len).to(device),
-            use_cache=True,
-            logits_to_keep=keep,
-            **{argument: cache},
-        ).logits.float()  # (batch, keep, vocab)
-        log_probs = torch.log_softmax(logits, dim=-1)
-        for row, index in enumerate(indices):
+    for start in range(0, len(rows), batch_size):
+        chunk = list(range(start, min(start + batch_size, len(rows))))
+        cache = copy.deepcopy(prefix_cache)  # the forward appends to it; the prefix stays pristine
+        log_probs = step(model, cache, argument, prefix_len, [rows[i] for i in chunk], [targets[i] for i in chunk])
+        for row, index in enumerate(chunk):  # log_probs[row]: (positions kept for that row, vocab)
             if answers.single_token:
                 values[index] = (
-                    log_probs[row, -1, answers.positive[0]] - log_probs[row, -1, answers.negative[0]]
+                    log_probs[row][-1, answers.positive[0]] - log_probs[row][-1, answers.negative[0]]
                 ).item()
-            else:  # the last len(answer) positions predict the answer's tokens
-                answer = targets[index]
-                steps = log_probs[row, keep - len(answer) :]
-                values[index] = sum(steps[k, token].item() for k, token in enumerate(answer))
+            else:  # the last len(answer) kept positions predict the answer's tokens
+                steps = log_probs[row][-len(targets[index]) :]
+                values[index] = sum(steps[k, token].item() for k, token in enumerate(targets[index]))
     if not answers.single_token:
         values = values[0::2] - values[1::2]
     return values, prefix_len
+
+
+def takes_custom_masks(model) -> bool:
+    """Whether attention accepts a 4D (query, key) mask: sdpa and eager do, flash kernels do not."""
+    return getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager")
+
+
+def _kept(targets: list[tuple]) -> list[int]:
+    return [max(len(t), 1) for t in targets]  # positions each row needs: 1, or one per answer token
+
+
+def _packed_log_probs(model, cache, argument: str, prefix_len: int, rows, targets) -> list[torch.Tensor]:
+    """Continuations packed in one row after the cached prefix; per row, (kept, vocab) log-probs."""
+    device = model_device(model)
+    lengths = [len(r) for r in rows]
+    total = sum(lengths)
+    ends = list(itertools.accumulate(lengths))
+    allowed = torch.zeros((total, prefix_len + total), dtype=torch.bool)  # (query, key)
+    allowed[:, :prefix_len] = True
+    for end, length in zip(ends, lengths):
+        begin = end - length
+        allowed[begin:end, prefix_len + begin : prefix_len + end] = torch.ones(length, length, dtype=torch.bool).tril()
+    if model.config._attn_implementation == "eager":  # eager adds the mask to the scores
+        dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    else:
+        mask = allowed
+    positions = torch.tensor([prefix_len + k for length in lengths for k in range(length)])
+    keep = [end - n + k for end, n in zip(ends, _kept(targets)) for k in range(n)]
+    logits = model(
+        input_ids=torch.tensor([[token for row in rows for token in row]], device=device),
+        attention_mask=mask[None, None].to(device),  # (1, 1, query, prefix + query)
+        position_ids=positions[None].to(device),
+        use_cache=True,
+        logits_to_keep=torch.tensor(keep, device=device),
+        **{argument: cache},
+    ).logits.float()[0]  # (kept positions, vocab)
+    return list(torch.log_softmax(logits, dim=-1).split(_kept(targets)))
+
+
+def _batched_log_probs(model, cache, argument: str, prefix_len: int, rows, targets) -> list[torch.Tensor]:
+    """Continuations as a left-padded batch after the prefix cache repeated per row."""
+    device = model_device(model)
+    batch = pad_batch(rows, pad_id=0, side="left")  # padding is masked out; its id never matters
+    cache.batch_repeat_interleave(len(rows))
+    mask = torch.cat([torch.ones((len(rows), prefix_len), dtype=torch.long), batch.attention_mask], dim=1)
+    keep = max(_kept(targets))
+    logits = model(
+        input_ids=batch.input_ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=(batch.position_ids + prefix_len).to(device),
+        use_cache=True,
+        logits_to_keep=keep,
+        **{argument: cache},
+    ).logits.float()  # (batch, keep, vocab)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return [log_probs[row, keep - n :] for row, n in enumerate(_kept(targets))]
 
 
 class Scorer:

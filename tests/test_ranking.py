@@ -70,6 +70,22 @@ def test_shared_prefix_scores_equal_full_prompt_scores(model_and_tokenizer, next
     np.testing.assert_allclose(cached, scorer.score(examples), atol=1e-4)
 
 
+@pytest.mark.parametrize("path", ["packed-eager", "batched"])
+def test_every_attention_path_gives_full_prompt_scores(model_and_tokenizer, next_dir, monkeypatch, path):
+    import promptrec.scoring
+
+    model, tokenizer = model_and_tokenizer
+    if path == "batched":  # what flash-attention models take: the prefix cache repeated per row
+        monkeypatch.setattr(promptrec.scoring, "takes_custom_masks", lambda model: False)
+    else:
+        monkeypatch.setattr(model.config, "_attn_implementation", "eager")
+    scorer = Scorer(model, tokenizer, load_template("movie_next"), batch_size=3)
+    examples = group(next_dir)
+    cached, prefix_tokens = scorer.score_group(examples)
+    assert prefix_tokens > 8
+    np.testing.assert_allclose(cached, scorer.score(examples), atol=1e-4)
+
+
 def test_multi_token_answers_through_the_cache(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     from promptrec.scoring import answer_ids
