@@ -2,7 +2,7 @@
 # TALLRec movie protocol on MovieLens-100K with the embedded model, on CPU:
 # zero-shot and 64-shot LoRA (3 seeds) for the plain and the rich template, then a table.
 #   bash eval/tallrec_movie.sh [ML100K_DIR] [RESULTS_DIR]
-# LOSS=lm|bce picks the training loss; TEMPLATES, SEEDS, SHOTS narrow the grid.
+# LOSS=lm|bce picks the training loss; TEMPLATES, SEEDS, SHOTS narrow the grid; ZERO_SHOT=0 skips zero-shot.
 # Scores a seeded sample of LIMIT test examples (same sample for every run) to fit a CPU budget;
 # set LIMIT=0 to score all 1,000.
 set -euo pipefail
@@ -20,7 +20,7 @@ TRAIN_SET=(--loss "$LOSS" --set num_epochs=4 --set valid_examples=0 --set learni
 mkdir -p "$OUT"
 [ -f "$OUT/data/manifest.json" ] || promptrec data prepare movielens --source "$SOURCE" --out "$OUT/data"
 for template in $TEMPLATES; do
-  [ -f "$OUT/$template-0shot/metrics.json" ] ||
+  [ "${ZERO_SHOT:-1}" = 0 ] || [ -f "$OUT/$template-0shot/metrics.json" ] ||
     promptrec evaluate --data "$OUT/data" --template "$template" --limit "$LIMIT" --out "$OUT/$template-0shot"
   for seed in $SEEDS; do
     run="$template-${SHOTS}shot-$LOSS-seed$seed"
