@@ -180,7 +180,7 @@ def rank(
     identity = _identity(config, template, candidates.sha256, adapter_dir, data_dir)
     if state.is_main_process:
         prepare_output(out_path, identity, resume, overwrite)
-        done = done_users(out_path, repair=True)
+        done_users(out_path, repair=True)  # cut torn lines once, before every process reads the parts
     state.wait_for_everyone()
     done = done_users(out_path, repair=False)
     todo = [row for row in candidates.rows if row["user_id"] not in done]
