@@ -147,6 +147,14 @@ def resolve_device(config: ModelConfig) -> str:
     return "cpu"
 
 
+def cpu_only() -> bool:
+    """Whether accelerate must be told to use the CPU (no CUDA here)."""
+    import torch
+
+    # Without CUDA, processes must ask for CPU explicitly to form a gloo group under accelerate launch.
+    return not torch.cuda.is_available()
+
+
 def resolve_dtype(config: ModelConfig, device: str):
     import torch
 

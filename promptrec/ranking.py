@@ -25,7 +25,7 @@ import numpy as np
 
 from promptrec.config import to_dict
 from promptrec.errors import ConfigError, DataError
-from promptrec.models import ModelConfig
+from promptrec.models import ModelConfig, cpu_only
 from promptrec.records import provenance, template_record, write_json
 
 
@@ -144,14 +144,6 @@ def merge_parts(out_path: Path, user_order: list[str]) -> int:
     return len(user_order)
 
 
-def _state():
-    import torch
-    from accelerate import PartialState
-
-    # Without CUDA, processes must ask for CPU explicitly to form a gloo group under accelerate launch.
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
 def rank(
     config: RankConfig,
     data_dir,
@@ -163,13 +155,15 @@ def rank(
     progress: bool = False,
 ) -> dict:
     """Rank every user of the candidate file; return a summary (users, candidates/s, prefix reuse)."""
+    from accelerate import PartialState
+
     from promptrec.candidates import load_candidates
     from promptrec.evaluation import resolve_template_name
     from promptrec.next_item import CandidateExamples, load_catalog
     from promptrec.templates import load_template
 
     start = time.perf_counter()
-    state = _state()
+    state = PartialState(cpu=cpu_only())
     out_path, data_dir = Path(out_path), Path(data_dir)
     catalog = load_catalog(data_dir)
     candidates = load_candidates(candidates_path, catalog, config.split)

@@ -20,7 +20,7 @@ import torch
 
 from promptrec.config import to_dict
 from promptrec.errors import ConfigError
-from promptrec.models import RUN_RECORD, ModelConfig
+from promptrec.models import RUN_RECORD, ModelConfig, cpu_only
 from promptrec.records import provenance, template_record, write_json
 from promptrec.scoring import (
     Scorer,
@@ -91,8 +91,7 @@ def sample_shots(pool: list[dict], shots: int, seed: int, balanced: bool) -> lis
 def make_accelerator():
     from accelerate import Accelerator
 
-    # Without CUDA, processes must ask for CPU explicitly to form a gloo group under accelerate launch.
-    return Accelerator(cpu=not torch.cuda.is_available())
+    return Accelerator(cpu=cpu_only())
 
 
 def add_lora(model, config: TrainConfig):
