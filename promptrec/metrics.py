@@ -1,5 +1,5 @@
-"""Pointwise metrics over (label, score) pairs: AUC, user-averaged AUC, log loss, accuracy, and the
-calibration of sigmoid(score) (Brier, ECE, MCE; computed in `calibration`).
+"""Pointwise metrics over (label, score) pairs: AUC with a 95% bootstrap interval, user-averaged AUC,
+log loss, accuracy, and the calibration of sigmoid(score) (Brier, ECE, MCE; computed in `calibration`).
 
 AUC and log loss come from scikit-learn. Scores are log-odds; probabilities are sigmoid(score).
 Ranking metrics (NDCG, HR, MRR) belong to ranking evaluation, not here.
@@ -31,6 +31,33 @@ def user_auc(labels, scores, user_ids) -> tuple[float, int]:
     return (float(np.mean(aucs)) if aucs else float("nan")), len(aucs)
 
 
+def auc_interval(labels, scores, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of AUC: examples resampled with replacement (seeded, so the
+    interval is reproducible); draws left with one class are skipped. (nan, nan) without both classes.
+
+    A resample is a vector of example counts, so all resamples are scored at once as weighted
+    Mann-Whitney statistics over the score order computed once (ties count one half)."""
+    labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64)
+    n = len(labels)
+    if not 0 < labels.sum() < n:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, (resamples, n)) + n * np.arange(resamples)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+    order = np.argsort(scores, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(scores[order]) != 0])  # first index of each tie group
+    sorted_labels, sorted_counts = labels[order], counts[:, order]
+    positives = np.add.reduceat(sorted_counts * sorted_labels, starts, axis=1)
+    negatives = np.add.reduceat(sorted_counts * (1 - sorted_labels), starts, axis=1)
+    below = np.cumsum(negatives, axis=1) - negatives
+    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
+    wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
+    values = wins[pairs > 0] / pairs[pairs > 0]
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def pointwise_metrics(labels, scores, user_ids=None) -> dict:
     """AUC needs both classes; without them it is NaN (reported, not hidden)."""
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
@@ -47,6 +74,7 @@ def pointwise_metrics(labels, scores, user_ids=None) -> dict:
         "logloss": float(log_loss(labels, sigmoid(scores), labels=[0, 1])),
         "accuracy": float(accuracy_score(labels, (scores > 0).astype(int))),
     }
+    metrics["auc_ci95"] = list(auc_interval(labels, scores))
     if user_ids is not None and all(u is not None for u in user_ids):
         metrics["uauc"], metrics["num_users_uauc"] = user_auc(labels, scores, user_ids)
     else:

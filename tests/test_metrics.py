@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from promptrec.metrics import pointwise_metrics, sigmoid, user_auc
+from promptrec.metrics import auc_interval, pointwise_metrics, sigmoid, user_auc
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -123,3 +123,33 @@ def test_accuracy_thresholds_at_score_zero(labels, scores, expected):
 )
 def test_sigmoid(score, expected):
     assert sigmoid(np.array([score]))[0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auc_interval_equals_percentiles_of_sklearn_on_the_same_resamples(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=120)
+    scores = np.round(labels + rng.normal(0, 1.5, size=120), 1)  # rounded: many ties
+    draws = np.random.default_rng(7).integers(0, 120, (200, 120))  # the draws auc_interval(seed=7) makes
+    aucs = [roc_auc_score(labels[d], scores[d]) for d in draws if 0 < labels[d].sum() < 120]
+    expected = np.percentile(aucs, [5, 95])
+    assert auc_interval(labels, scores, level=0.9, resamples=200, seed=7) == pytest.approx(tuple(expected), abs=1e-12)
+
+
+def test_auc_interval_brackets_the_estimate_is_reproducible_and_shrinks_with_data():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, size=100)
+    scores = labels + rng.normal(size=100)
+    low, high = auc_interval(labels, scores)
+    assert low < roc_auc_score(labels, scores) < high
+    assert auc_interval(labels, scores) == (low, high)
+    assert auc_interval(labels, scores, seed=1) != (low, high)
+    low4, high4 = auc_interval(np.tile(labels, 4), np.tile(scores, 4))
+    assert high4 - low4 < 0.7 * (high - low)  # 4x the data: about half the width
+
+
+def test_auc_interval_edge_cases():
+    assert auc_interval([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], resamples=100) == (1.0, 1.0)
+    assert all(math.isnan(v) for v in auc_interval([1, 1, 1], [0.1, 0.2, 0.3]))
+    metrics = pointwise_metrics([0, 1, 0, 1], [0.1, 0.9, 0.3, 0.2])
+    assert len(metrics["auc_ci95"]) == 2 and metrics["auc_ci95"][0] <= metrics["auc"] <= metrics["auc_ci95"][1]
