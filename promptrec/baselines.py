@@ -255,8 +255,9 @@ def score_baseline(spec: BaselineSpec, train_pool: list[dict], test: list[dict],
 
 def baseline_metrics(spec: BaselineSpec, test: list[dict], scores: np.ndarray) -> dict:
     metrics = pointwise_metrics([ex["label"] for ex in test], scores, [ex.get("user_id") for ex in test])
-    if spec.method not in PROBABILISTIC:  # rates and similarities, not log-odds
-        metrics["logloss"] = metrics["accuracy"] = float("nan")
+    if spec.method not in PROBABILISTIC:  # rates and similarities, not log-odds: no probability to judge
+        for key in ("logloss", "accuracy", "brier", "ece", "mce"):
+            metrics[key] = float("nan")
     return metrics
 
 

@@ -87,7 +87,8 @@ def test_run_baselines_writes_one_dir_per_run(tmp_path):
     assert len(results["logreg_10shot"]) == 2 and len(results["itemknn_full"]) == 1
     record = json.loads((tmp_path / "logreg_10shot-seed1" / "config.json").read_text())
     assert record["kind"] == "baseline" and record["shots"] == 10 and record["seed"] == 1
-    assert math.isnan(results["history_like_fraction"][0]["logloss"]), "rates are not log-odds"
+    for key in ("logloss", "accuracy", "brier", "ece", "mce"):
+        assert math.isnan(results["history_like_fraction"][0][key]), f"rates are not log-odds: no {key}"
     assert math.isnan(results["itemknn_full"][0]["logloss"]) and not math.isnan(
         results["popularity_full"][0]["logloss"]
     )
