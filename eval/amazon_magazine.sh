@@ -51,12 +51,16 @@ for template in product_search product_search_personal; do
 done
 python - "$OUT" <<'PY'
 import json, sys, pathlib
+from promptrec.metrics import auc_interval
 out = pathlib.Path(sys.argv[1])
-print("| pointwise run | AUC | log loss | Brier | ECE |\n|---|---|---|---|---|")
+print("| pointwise run | examples | AUC [95% bootstrap] | log loss | Brier | ECE |\n|---|---|---|---|---|---|")
 for path in sorted(out.glob("rich-*/metrics.json")) + sorted(out.glob("baselines/*/metrics.json")):
     m = json.loads(path.read_text())
+    rows = [json.loads(line) for line in (path.parent / "predictions.jsonl").open()]
+    low, high = auc_interval([r["label"] for r in rows], [r["score"] for r in rows])
     name = path.parent.name if path.parent.parent == out else "baseline " + path.parent.name
-    print(f"| {name} | {m['auc']:.4f} | {m['logloss']:.4f} | {m.get('brier', float('nan')):.4f} | {m.get('ece', float('nan')):.4f} |")
+    print(f"| {name} | {m['num_examples']} | {m['auc']:.4f} [{low:.2f}, {high:.2f}] | {m['logloss']:.4f} | "
+          f"{m.get('brier', float('nan')):.4f} | {m.get('ece', float('nan')):.4f} |")
 print("\n| search ranker | users | NDCG@10 | HR@10 | MRR |\n|---|---|---|---|---|")
 for path in sorted(out.glob("eval-*/metrics.json")):
     m = json.loads(path.read_text())
