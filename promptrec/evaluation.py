@@ -117,7 +117,7 @@ def _plot(out_dir: Path, examples, scores, template_name: str) -> None:
     from promptrec.metrics import sigmoid
 
     labels = [int(ex["label"]) for ex in examples]
-    title = f"{template_name}: reliability of sigmoid(score), {len(labels)} examples"
+    title = f"{template_name}, {len(labels)} examples\nreliability of sigmoid(score)"
     plot_reliability(labels, sigmoid(scores), out_dir / "reliability.png", title=title)
 
 
