@@ -4,7 +4,8 @@
 #     BCE loss (AUC, log loss, Brier, ECE, reliability plots), beside the classic baselines;
 #  2. personalised product search (Ai et al. 2017): each shopper's last purchase among 19 unseen
 #     items, query from its category path; query-only vs query + history prompts, zero-shot and
-#     64-shot, NDCG@10 / HR@10 over a seeded sample of USERS shoppers.
+#     64-shot, NDCG@10 / HR@10 over a seeded sample of USERS shoppers, beside the lexical baseline
+#     (query-word overlap with each candidate's category words).
 #   bash eval/amazon_magazine.sh [AMAZON_DIR] [RESULTS_DIR]
 set -euo pipefail
 SOURCE=${1:-../shared/data/amazon-magazine_subscriptions}
@@ -34,7 +35,11 @@ done
 [ -f "$OUT/search/manifest.json" ] ||
   promptrec data prepare amazon "${FILES[@]}" --protocol search --history-len 4 --out "$OUT/search"
 cands="$OUT/candidates-search-20.jsonl"
-[ -f "$cands" ] || promptrec candidates --data "$OUT/next" --retriever search --num 20 --max-users "$USERS" --out "$cands"
+[ -f "$cands" ] && [ -f "$OUT/ranked-query_overlap.jsonl" ] ||
+  promptrec candidates --data "$OUT/next" --retriever search --num 20 --max-users "$USERS" --out "$cands" \
+    --retriever-ranked "$OUT/ranked-query_overlap.jsonl"
+# the lexical baseline: candidates by query-word overlap with their category words, no model
+promptrec evaluate --ranked "$OUT/ranked-query_overlap.jsonl" --data "$OUT/next" --out "$OUT/eval-query_overlap" > /dev/null
 for template in product_search product_search_personal; do
   for model in 0shot ${SHOTS}shot; do
     extra=(--template "$template")

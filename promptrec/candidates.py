@@ -26,7 +26,8 @@ from promptrec.errors import ConfigError, DataError
 from promptrec.next_item import Catalog
 from promptrec.protocols import file_sha256
 
-RETRIEVERS = ("popularity", "itemknn", "search")  # search: the purchase + random unseen items, with a query
+# search: the purchase + random unseen items, with a query; its own order is lexical (query overlap)
+RETRIEVERS = ("popularity", "itemknn", "search")
 
 
 def protocol_path(candidates_path) -> Path:
@@ -108,13 +109,15 @@ def build_candidates(catalog: Catalog, split: str, config: CandidateConfig) -> t
 
 def _search_candidates(catalog: Catalog, split: str, config: CandidateConfig, contexts: dict):
     """Personalised product search (Ai et al. 2017): query from the purchase's category path."""
-    from promptrec.search import build_search_candidates
+    from promptrec.search import build_search_candidates, query_overlap
 
-    rows = [
-        {"user_id": row["user_id"], "query": row["query"], "candidates": row["candidates"]}
-        for row in build_search_candidates(catalog, config.num, config.seed, split)
-        if row["user_id"] in contexts
-    ]
+    rows = []
+    for row in build_search_candidates(catalog, config.num, config.seed, split):
+        if row["user_id"] in contexts:
+            query, items = row["query"], row["candidates"]
+            # Its own order (for --retriever-ranked): lexical, by query overlap; ties keep the shuffled order.
+            ranked = sorted(items, key=lambda item: -query_overlap(query, catalog.items[item]))
+            rows.append({"user_id": row["user_id"], "query": query, "candidates": items, "retriever_order": ranked})
     record = _record(catalog, split, config, rows, len(rows))
     return rows, record | {"num_users_without_query": len(contexts) - len(rows)}
 
@@ -144,7 +147,7 @@ def write_candidates(rows: list[dict], record: dict, out_path, retriever_ranked_
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if retriever_ranked_path is not None:
         if any("retriever_order" not in row for row in rows):
-            raise ConfigError("this retriever has no ranking of its own (search: the purchase + random items)")
+            raise ConfigError("these candidate rows carry no retriever order; drop --retriever-ranked")
         ranked = [{"user_id": row["user_id"], "items": row["retriever_order"]} for row in rows]
         Path(retriever_ranked_path).write_text("".join(json.dumps(r) + "\n" for r in ranked), encoding="utf-8")
     rows = [{k: v for k, v in row.items() if k != "retriever_order"} for row in rows]

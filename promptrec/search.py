@@ -13,7 +13,8 @@ interacted with, shuffled; every draw uses a per-(seed, split, user) generator, 
 change when other users are added. `prepare_search` writes pointwise splits for `evaluate` and
 `train`: valid/test are candidate sets expanded into one example per candidate (label 1 for the
 purchase), train is each earlier purchase plus `negatives` sampled items, all with the query.
-Scoring and ranking metrics live elsewhere (`ranking`); this module only builds data.
+`query_overlap` is the lexical baseline every search ranker should be read against (the search
+retriever's own order). Scoring and ranking metrics live elsewhere (`ranking`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ def search_query(item: dict) -> tuple[str, str]:
         return " ".join(words), "category"
     brand = " ".join(str(item.get("brand") or "").lower().split())
     return (brand, "brand") if brand else ("", "none")
+
+
+def query_overlap(query: str, item: dict) -> float:
+    """The lexical baseline: Jaccard overlap of the query's words with the item's own query words
+    (its category path below the root, else its brand). The purchase's own words are the query,
+    so this is 1.0 for it and for every candidate from the same leaf category."""
+    words, own = set(query.split()), set(search_query(item)[0].split())
+    return len(words & own) / len(words | own) if words | own else 0.0
 
 
 @dataclass(frozen=True)

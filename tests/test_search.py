@@ -8,7 +8,7 @@ import pytest
 from promptrec.cli import main
 from promptrec.data import Dataset, Interaction, Item, User
 from promptrec.errors import ConfigError, DataError
-from promptrec.search import build_search_candidates, prepare_search, search_query, search_summary
+from promptrec.search import build_search_candidates, prepare_search, query_overlap, search_query, search_summary
 from promptrec.templates import load_template
 
 AMAZON = Path(__file__).parent / "data" / "amazon"
@@ -241,6 +241,26 @@ def test_candidates_search_retriever_writes_queries_for_the_rank_path(tmp_path, 
     assert main(["candidates", "--data", str(tmp_path / "next"), "--retriever", "search", "--num", "5",
                  "--out", str(out)]) == 0  # fmt: skip
     assert all("query" in r for r in load_candidates(out, catalog, "test").rows)
-    bad = ["candidates", "--data", str(tmp_path / "next"), "--retriever", "search", "--out", str(tmp_path / "x.jsonl"),
-           "--retriever-ranked", str(tmp_path / "order.jsonl")]  # fmt: skip
-    assert main(bad) == 2 and "no ranking of its own" in capsys.readouterr().err
+    lexical = ["candidates", "--data", str(tmp_path / "next"), "--retriever", "search", "--num", "5",
+               "--out", str(tmp_path / "x.jsonl"), "--retriever-ranked", str(tmp_path / "order.jsonl")]  # fmt: skip
+    assert main(lexical) == 0
+    ranked = {r["user_id"]: r["items"] for r in map(json.loads, (tmp_path / "order.jsonl").open())}
+    for row in load_candidates(tmp_path / "x.jsonl", catalog, "test").rows:
+        overlaps = [query_overlap(row["query"], catalog.items[item]) for item in ranked[row["user_id"]]]
+        assert sorted(ranked[row["user_id"]]) == sorted(row["candidates"])
+        assert overlaps == sorted(overlaps, reverse=True)
+        assert overlaps[0] == 1.0, "the purchase's own category words are the query"
+
+
+@pytest.mark.parametrize(
+    "query, item, expected",
+    [
+        ("cooking food wine", {"categories": ["Magazine Subscriptions", "Cooking, Food & Wine"]}, 1.0),
+        ("cooking food wine", {"categories": ["Magazine Subscriptions", "Food"]}, 1 / 3),
+        ("cooking food", {"categories": ["Magazine Subscriptions", "Sports"]}, 0.0),
+        ("acme", {"categories": ["Magazine Subscriptions"], "brand": "Acme"}, 1.0),
+        ("acme", {}, 0.0),
+    ],
+)
+def test_query_overlap_is_jaccard_of_query_words(query, item, expected):
+    assert query_overlap(query, item) == pytest.approx(expected)
