@@ -35,26 +35,31 @@ def auc_interval(labels, scores, level: float = 0.95, resamples: int = 1000, see
     """Percentile bootstrap interval of AUC: examples resampled with replacement (seeded, so the
     interval is reproducible); draws left with one class are skipped. (nan, nan) without both classes.
 
-    A resample is a vector of example counts, so all resamples are scored at once as weighted
-    Mann-Whitney statistics over the score order computed once (ties count one half)."""
+    A resample is a vector of example counts, so resamples are scored a block at a time as weighted
+    Mann-Whitney statistics over the score order computed once (ties count one half). Blocks keep
+    memory near 2M counts whatever the number of examples; the draws are the same as in one block."""
     labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64)
     n = len(labels)
     if not 0 < labels.sum() < n:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, (resamples, n)) + n * np.arange(resamples)[:, None]
-    counts = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
     order = np.argsort(scores, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(scores[order]) != 0])  # first index of each tie group
-    sorted_labels, sorted_counts = labels[order], counts[:, order]
-    positives = np.add.reduceat(sorted_counts * sorted_labels, starts, axis=1)
-    negatives = np.add.reduceat(sorted_counts * (1 - sorted_labels), starts, axis=1)
-    below = np.cumsum(negatives, axis=1) - negatives
-    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
-    wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
-    values = wins[pairs > 0] / pairs[pairs > 0]
+    sorted_labels = labels[order]
+    rng = np.random.default_rng(seed)
+    values = []
+    block = max(1, 2_000_000 // n)
+    for first in range(0, resamples, block):
+        size = min(block, resamples - first)
+        draws = rng.integers(0, n, (size, n)) + n * np.arange(size)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)[:, order].astype(np.float64)
+        positives = np.add.reduceat(counts * sorted_labels, starts, axis=1)
+        negatives = np.add.reduceat(counts * (1 - sorted_labels), starts, axis=1)
+        below = np.cumsum(negatives, axis=1) - negatives
+        pairs = positives.sum(axis=1) * negatives.sum(axis=1)
+        wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
+        values.append(wins[pairs > 0] / pairs[pairs > 0])
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
+    low, high = np.percentile(np.concatenate(values), [tail, 100 - tail])
     return float(low), float(high)
 
 
