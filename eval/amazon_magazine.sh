@@ -62,7 +62,7 @@ python - "$OUT" "$SHOTS" <<'PY'
 import json, math, pathlib, re, sys
 from collections import defaultdict
 import numpy as np
-from promptrec.metrics import auc_interval, pointwise_metrics
+from promptrec.metrics import auc_interval, pointwise_metrics, ranking_metrics
 from promptrec.summary import mean_std
 out = pathlib.Path(sys.argv[1])
 print("| pointwise run | examples | AUC [95% bootstrap] | log loss | Brier | ECE |\n|---|---|---|---|---|---|")
@@ -95,13 +95,12 @@ print(f"| random order (expected) | - | {ndcg:.4f} | {10 / n:.4f} | {mrr:.4f} |"
 # personalised minus query-only, per user, with a paired 95% bootstrap interval over users
 print()
 targets = {json.loads(line)["user_id"]: json.loads(line)["item_id"] for line in (out / "next" / "test.jsonl").open()}
-def ndcg10(name):
-    gains = {}
-    for line in (out / f"ranked-{name}.jsonl").open():
-        row = json.loads(line)
-        position = row["items"].index(targets[row["user_id"]])  # 0-based; the purchase is always a candidate
-        gains[row["user_id"]] = 1 / math.log2(position + 2) if position < 10 else 0.0
-    return gains
+def ndcg10(name):  # per user, with the same metric code as `evaluate --ranked`
+    ndcg = {}
+    for row in map(json.loads, (out / f"ranked-{name}.jsonl").open()):
+        user = row["user_id"]
+        ndcg[user] = ranking_metrics({user: row["items"]}, {user: {targets[user]}}, ks=(10,))["ndcg@10"]
+    return ndcg
 for model in ("0shot", f"{sys.argv[2]}shot"):
     personal, query = ndcg10(f"product_search_personal-{model}"), ndcg10(f"product_search-{model}")
     diff = np.array([personal[u] - query[u] for u in sorted(query)])
