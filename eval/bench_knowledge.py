@@ -17,12 +17,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from promptrec.data import load_movielens
-from promptrec.knowledge import Budget, enrich, load_sources, select_facts
-from promptrec.models import ModelConfig, load_model, load_tokenizer
-from promptrec.protocols import build_tallrec_examples
-from promptrec.scoring import Scorer
-from promptrec.templates import load_template
+from promptrec.data.dataset import load_movielens
+from promptrec.knowledge.graph import Budget, enrich, load_sources, select_facts
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model, load_tokenizer
+from promptrec.lm.scoring import Scorer
+from promptrec.protocols.tallrec import build_tallrec_examples
+from promptrec.templates.template import load_template
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

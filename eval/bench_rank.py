@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from promptrec.candidates import CandidateConfig, build_candidates
-from promptrec.models import ModelConfig, load_model, load_tokenizer
-from promptrec.next_item import CandidateExamples, load_catalog
-from promptrec.protocols import prepare_movielens
-from promptrec.scoring import Scorer, score_sequences, score_shared_prefix
-from promptrec.templates import load_template
+from promptrec.baselines.retrievers import build_candidates
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model, load_tokenizer
+from promptrec.lm.scoring import Scorer, score_sequences, score_shared_prefix
+from promptrec.protocols.candidates import CandidateConfig
+from promptrec.protocols.next_item import CandidateExamples, load_catalog
+from promptrec.protocols.prepare import prepare_movielens
+from promptrec.templates.template import load_template
 
 SHAPES = {  # random-weight shapes: speed does not depend on the weights
     "llama-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,

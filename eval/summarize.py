@@ -11,7 +11,7 @@ code is `promptrec.summary`, shared with `promptrec experiment`.
 import sys
 from pathlib import Path
 
-from promptrec.summary import markdown_table, read_cell_records, records_from_run_dirs, summarize
+from promptrec.metrics.summary import markdown_table, read_cell_records, records_from_run_dirs, summarize
 
 
 def main(results_dir: str) -> None:

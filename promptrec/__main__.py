@@ -2,6 +2,6 @@
 
 import sys
 
-from promptrec.cli import main
+from promptrec.cli.main import main
 
 sys.exit(main())

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.amazon import load_amazon
-from promptrec.cli import main
-from promptrec.data import Interaction
-from promptrec.errors import ConfigError, DataError
-from promptrec.templates import load_template
+from promptrec.cli.main import main
+from promptrec.core.errors import ConfigError, DataError
+from promptrec.data.amazon import load_amazon
+from promptrec.data.dataset import Interaction
+from promptrec.templates.template import load_template
 
 FIXTURES = Path(__file__).parent / "data" / "amazon"
 REVIEWS = FIXTURES / "reviews.json"

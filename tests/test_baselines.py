@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from promptrec.baselines import (
+from promptrec.baselines.classic import (
     FEATURES,
     HEURISTICS,
     LEARNED,
@@ -21,8 +21,8 @@ from promptrec.baselines import (
     popularity_scores,
     run_baselines,
 )
-from promptrec.cli import main
-from promptrec.errors import DataError
+from promptrec.cli.main import main
+from promptrec.core.errors import DataError
 
 
 def example(liked, item_rate, item_count, user_rate, label=1, ratings=None):

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from promptrec.calibration import (
+from promptrec.cli.main import main
+from promptrec.core.errors import ConfigError
+from promptrec.metrics.calibration import (
     brier_score,
     calibration_metrics,
     expected_calibration_error,
@@ -19,9 +21,7 @@ from promptrec.calibration import (
     plot_reliability,
     reliability_bins,
 )
-from promptrec.cli import main
-from promptrec.errors import ConfigError
-from promptrec.metrics import pointwise_metrics, sigmoid
+from promptrec.metrics.pointwise import pointwise_metrics, sigmoid
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -94,7 +94,7 @@ def test_reliability_plot_is_a_png(tmp_path):
 
 
 def test_importing_calibration_neither_imports_matplotlib_nor_picks_a_backend():
-    code = "import sys, promptrec.calibration, promptrec.metrics; print('matplotlib' in sys.modules)"
+    code = "import sys, promptrec.metrics.calibration, promptrec.metrics.pointwise; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -6,18 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptrec.candidates import (
-    CandidateConfig,
-    Retriever,
-    build_candidates,
-    load_candidates,
-    protocol_path,
-    write_candidates,
-)
-from promptrec.cli import main
-from promptrec.errors import ConfigError, DataError
-from promptrec.next_item import load_catalog
-from promptrec.protocols import file_sha256, prepare_movielens
+from promptrec.baselines.retrievers import Retriever, build_candidates
+from promptrec.cli.main import main
+from promptrec.core.errors import ConfigError, DataError
+from promptrec.core.files import file_sha256
+from promptrec.protocols.candidates import CandidateConfig, load_candidates, protocol_path, write_candidates
+from promptrec.protocols.next_item import load_catalog
+from promptrec.protocols.prepare import prepare_movielens
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 # u1 and u2 share items a, b; u3 has b, c. Items: a, b, c, d.
@@ -94,7 +89,7 @@ def test_written_file_has_a_protocol_record_with_its_hash(catalog, tmp_path):
 
 
 def test_retriever_order_is_written_apart_and_never_in_the_candidate_file(catalog, tmp_path):
-    from promptrec.ranking import read_ranked
+    from promptrec.jobs.ranked_metrics import read_ranked
 
     rows, record = build_candidates(catalog, "test", CandidateConfig("popularity", num=3, seed=4))
     write_candidates(rows, record, tmp_path / "c.jsonl", retriever_ranked_path=tmp_path / "order.jsonl")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.cli import main
+from promptrec.cli.main import main
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 ALPACA = Path(__file__).parent / "data" / "alpaca" / "test.json"

@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
-from promptrec.config import build, merge, parse_assignments, resolve
-from promptrec.errors import ConfigError
-from promptrec.models import ModelConfig
-from promptrec.training import LoraSettings, TrainConfig
+from promptrec.core.config import build, merge, parse_assignments, resolve
+from promptrec.core.errors import ConfigError
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.training import LoraSettings, TrainConfig
 
 
 def write_yaml(tmp_path, values: dict):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.data import Interaction, load_interactions_table, load_movielens
-from promptrec.errors import DataError
+from promptrec.core.errors import DataError
+from promptrec.data.dataset import Interaction, load_interactions_table, load_movielens
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 

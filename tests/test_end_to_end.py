@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from promptrec.cli import main
-from promptrec.models import ModelConfig, load_model
-from promptrec.protocols import load_split
-from promptrec.scoring import Scorer
-from promptrec.templates import load_template
+from promptrec.cli.main import main
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model
+from promptrec.lm.scoring import Scorer
+from promptrec.protocols.splits import load_split
+from promptrec.templates.template import load_template
 
 pytestmark = pytest.mark.real
 ONE_EPOCH = ["--set", "num_epochs=1", "--set", "valid_examples=8", "--set", "batch_size=4"]

@@ -13,15 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
-import promptrec.evaluation
-import promptrec.sweep
-import promptrec.training
-from promptrec.cli import main
-from promptrec.config import build, merge
-from promptrec.errors import ConfigError
-from promptrec.experiment import ExperimentConfig, expand_grid, load_experiment_config, model_slug, plan_experiment
-from promptrec.summary import summarize
-from promptrec.sweep import run_experiment
+import promptrec.jobs.sweep
+from promptrec.cli.main import main
+from promptrec.core.config import build, merge
+from promptrec.core.errors import ConfigError
+from promptrec.jobs.experiment import ExperimentConfig, expand_grid, load_experiment_config, model_slug, plan_experiment
+from promptrec.jobs.sweep import run_experiment
+from promptrec.metrics.summary import summarize
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 TINY_TRAIN = {"num_epochs": 1, "batch_size": 4, "valid_examples": 0, "lora": {"r": 4, "lora_alpha": 8}}
@@ -29,7 +27,7 @@ TINY_TRAIN = {"num_epochs": 1, "batch_size": 4, "valid_examples": 0, "lora": {"r
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from promptrec.protocols import prepare_movielens
+    from promptrec.protocols.prepare import prepare_movielens
 
     out = tmp_path_factory.mktemp("experiment") / "prepared"
     prepare_movielens(MINI_ML, out, history_len=3)  # train 17, valid 2, test 3 examples
@@ -57,7 +55,7 @@ class Calls:
 
     def __init__(self, monkeypatch):
         self.train = self.evaluate = 0
-        real_train, real_evaluate = promptrec.training.train, promptrec.evaluation.evaluate
+        real_train, real_evaluate = promptrec.jobs.sweep.train, promptrec.jobs.sweep.evaluate
 
         def train(*args, **kwargs):
             self.train += 1
@@ -67,8 +65,8 @@ class Calls:
             self.evaluate += 1
             return real_evaluate(*args, **kwargs)
 
-        monkeypatch.setattr(promptrec.training, "train", train)
-        monkeypatch.setattr(promptrec.evaluation, "evaluate", evaluate)
+        monkeypatch.setattr(promptrec.jobs.sweep, "train", train)
+        monkeypatch.setattr(promptrec.jobs.sweep, "evaluate", evaluate)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +240,7 @@ def test_an_unfinished_cell_is_rerun_alone_with_epoch_progress_and_curves(
     out = copy_of(finished, tmp_path)
     (out / finished[1][-1]["cell"] / "cell.json").unlink()  # as if killed before the record was written
     calls, events, writer = Calls(monkeypatch), [], Scalars()
-    monkeypatch.setattr(promptrec.sweep, "tensorboard_writer", lambda plan, cell: writer)
+    monkeypatch.setattr(promptrec.jobs.sweep, "tensorboard_writer", lambda plan, cell: writer)
     run_experiment(plan_experiment(tiny_config(prepared, tiny_model_dir, out)), report=events.append)
     assert (calls.train, calls.evaluate) == (1, 1)
     assert (out / finished[1][-1]["cell"] / "cell.json").exists()

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptrec.models import ModelConfig, load_model
-from promptrec.scoring import Scorer
-from promptrec.templates import load_template
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model
+from promptrec.lm.scoring import Scorer
+from promptrec.templates.template import load_template
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 EXAMPLES = [json.loads((Path(__file__).parent / "data" / "example_movie.json").read_text())] * 3

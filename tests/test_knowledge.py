@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.cli import main
-from promptrec.data import Item, load_movielens
-from promptrec.errors import ConfigError, DataError
-from promptrec.knowledge import (
+from promptrec.cli.main import main
+from promptrec.core.errors import ConfigError, DataError
+from promptrec.data.dataset import Item, load_movielens
+from promptrec.knowledge.graph import (
     KNOWLEDGE_FILE,
     Budget,
     KnowledgeGraph,
@@ -20,7 +20,7 @@ from promptrec.knowledge import (
     load_graph,
     select_facts,
 )
-from promptrec.knowledge_sources import (
+from promptrec.knowledge.sources import (
     Fact,
     entity_name,
     facts_from_attributes,
@@ -29,7 +29,7 @@ from promptrec.knowledge_sources import (
     load_triples,
     price_band,
 )
-from promptrec.templates import load_template
+from promptrec.templates.template import load_template
 
 DATA_DIR = Path(__file__).parent / "data"
 KG_DIR = DATA_DIR / "kg"
@@ -341,7 +341,8 @@ def kg_prepared(tmp_path_factory):
 
 
 def test_prepare_writes_knowledge_tsv_with_checksum_and_kg_in_every_example(kg_prepared):
-    from promptrec.protocols import file_sha256, load_split
+    from promptrec.core.files import file_sha256
+    from promptrec.protocols.splits import load_split
 
     manifest = json.loads((kg_prepared / "manifest.json").read_text())
     record = manifest["knowledge"]
@@ -356,7 +357,7 @@ def test_prepare_writes_knowledge_tsv_with_checksum_and_kg_in_every_example(kg_p
 
 
 def test_prepare_keeps_every_other_field_as_without_kg(kg_prepared, tmp_path):
-    from promptrec.protocols import load_split
+    from promptrec.protocols.splits import load_split
 
     assert main(prepare_argv(tmp_path / "plain")) == 0
     plain, enriched = load_split(tmp_path / "plain", "train"), load_split(kg_prepared, "train")
@@ -376,7 +377,7 @@ def test_load_graph_and_budget_round_trip(kg_prepared):
     manifest = json.loads((kg_prepared / "manifest.json").read_text())
     assert len(graph.facts) == manifest["knowledge"]["num_facts"]
     assert load_budget(kg_prepared) == Budget(max_links=3)
-    from promptrec.protocols import load_split
+    from promptrec.protocols.splits import load_split
 
     examples = load_split(kg_prepared, "train")
     rebuilt = enrich([{k: v for k, v in e.items() if k != "kg"} for e in examples], graph, load_budget(kg_prepared))
@@ -419,7 +420,7 @@ def test_kg_budget_flags_need_kg(capsys, tmp_path):
 
 
 def test_render_shows_kg_facts(capsys, kg_prepared, tiny_model_dir):
-    from promptrec.protocols import load_split
+    from promptrec.protocols.splits import load_split
 
     index = next(i for i, e in enumerate(load_split(kg_prepared, "train")) if e["item_id"] == "8")
     argv = ["prompts", "render", "movie_kg", "--data", str(kg_prepared), "--split", "train"]
@@ -440,7 +441,7 @@ def test_prepare_table_with_attribute_facts_renders_product_kg(tmp_path, capsys)
     argv = ["data", "prepare", "table", "--interactions", str(tmp_path / "ratings.csv"), "--items"]
     argv += [str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "p"), "--history-len", "3"]
     assert main(argv + ["--kg", "attributes=brand,categories,price,also_buy", "--kg-max-links", "3"]) == 0
-    from promptrec.protocols import load_split
+    from promptrec.protocols.splits import load_split
 
     example = load_split(tmp_path / "p", "train")[0]
     assert {"relation": "brand", "entity": example["item"]["brand"]} in example["kg"]["facts"]
@@ -463,7 +464,7 @@ def test_real_movielens_with_imdb_and_dbpedia(ml100k_dir, tmp_path, capsys):
     # the data README: 3,976 genre + 1,825 director + 6,544 actor facts, both odd lines parsed
     assert (imdb["num_facts"], imdb["num_malformed"], imdb["num_unknown_items"]) == (12345, 0, 0)
     assert dbpedia["num_malformed"] == 3 and "dbpedia dbpedia-ml1m: skipped 3 malformed" in err
-    from promptrec.protocols import load_split
+    from promptrec.protocols.splits import load_split
 
     test = load_split(tmp_path / "p", "test")
     assert sum(bool(e["kg"]["facts"]) for e in test) / len(test) > 0.95

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from promptrec.metrics import auc_interval, pointwise_metrics, sigmoid, user_auc
+from promptrec.metrics.pointwise import auc_interval, pointwise_metrics, sigmoid, user_auc
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

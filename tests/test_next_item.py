@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.data import load_movielens
-from promptrec.errors import DataError
-from promptrec.next_item import CandidateExamples, build_next_item, load_catalog, prepare_next_item
-from promptrec.protocols import prepare_movielens
+from promptrec.core.errors import DataError
+from promptrec.data.dataset import load_movielens
+from promptrec.protocols.next_item import CandidateExamples, build_next_item, load_catalog, prepare_next_item
+from promptrec.protocols.prepare import prepare_movielens
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 
@@ -113,7 +113,7 @@ def test_preparation_is_byte_identical(tmp_path, dataset):
 
 
 def test_knowledge_facts_reach_rank_time_candidates_like_the_splits(tmp_path):
-    from promptrec.knowledge import Budget, KnowledgeSpec
+    from promptrec.knowledge.graph import Budget, KnowledgeSpec
 
     spec = KnowledgeSpec((f"imdb={Path(__file__).parent / 'data' / 'kg' / 'auxiliary.txt'}",), Budget())
     prepare_movielens(MINI_ML, tmp_path / "kg", history_len=3, protocol="next-item", knowledge=spec)

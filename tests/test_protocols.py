@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.data import Dataset, Interaction, Item, User, load_movielens
-from promptrec.errors import ConfigError, DataError
-from promptrec.protocols import (
-    build_tallrec_examples,
-    dataset_checksum,
-    load_alpaca,
-    load_split,
-    prepare_movielens,
-    prepare_table,
-    write_prepared,
-)
+from promptrec.core.errors import ConfigError, DataError
+from promptrec.data.dataset import Dataset, Interaction, Item, User, load_movielens
+from promptrec.protocols.prepare import prepare_movielens, prepare_table
+from promptrec.protocols.splits import dataset_checksum, load_alpaca, load_split, write_prepared
+from promptrec.protocols.tallrec import build_tallrec_examples
 
 DATA = Path(__file__).parent / "data"
 MINI_ML = DATA / "mini-ml"
@@ -332,8 +326,8 @@ def test_real_movielens_tallrec_split(ml100k_dir):
 
 def test_prior_stats_use_only_earlier_interactions():
     """Counts and like-rates come from interactions strictly before the example's timestamp."""
-    from promptrec.data import Interaction
-    from promptrec.protocols import PriorStats
+    from promptrec.data.dataset import Interaction
+    from promptrec.protocols.tallrec import PriorStats
 
     events = [("u1", "a", 5.0, 10), ("u2", "a", 2.0, 20), ("u3", "a", 4.0, 30), ("u1", "b", 1.0, 30)]
     prior = PriorStats([Interaction(u, i, r, None, t) for u, i, r, t in events], like_threshold=3.0)
@@ -345,8 +339,8 @@ def test_prior_stats_use_only_earlier_interactions():
 
 
 def test_example_stats_match_brute_force_counts():
-    from promptrec.data import load_movielens
-    from promptrec.protocols import build_tallrec_examples
+    from promptrec.data.dataset import load_movielens
+    from promptrec.protocols.tallrec import build_tallrec_examples
 
     dataset = load_movielens(Path(__file__).parent / "data" / "mini-ml")
     for split in build_tallrec_examples(dataset, history_len=3).values():

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.models import ModelConfig, load_model
-from promptrec.scoring import Scorer
-from promptrec.templates import load_template
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model
+from promptrec.lm.scoring import Scorer
+from promptrec.templates.template import load_template
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes missing")
 EXAMPLE = json.loads((Path(__file__).parent / "data" / "example_movie.json").read_text())
@@ -25,7 +26,7 @@ def test_quantized_model_scores_close_to_full_precision(tiny_model_64_dir, quant
 
 
 def test_lora_trains_on_a_4bit_model(tiny_model_64_dir, tmp_path):
-    from promptrec.training import TrainConfig, train
+    from promptrec.lm.training import TrainConfig, train
 
     examples = [dict(EXAMPLE, example_id=f"e{i}", label=i % 2) for i in range(4)]
     config = TrainConfig(

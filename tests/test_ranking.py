@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptrec.cli import main
-from promptrec.metrics import ranking_metrics
-from promptrec.next_item import CandidateExamples, load_catalog
-from promptrec.protocols import prepare_movielens
-from promptrec.scoring import Scorer, common_prefix_length, score_sequences, score_shared_prefix
-from promptrec.templates import load_template
+from promptrec.cli.main import main
+from promptrec.lm.scoring import Scorer, common_prefix_length, score_sequences, score_shared_prefix
+from promptrec.metrics.ranking import ranking_metrics
+from promptrec.protocols.next_item import CandidateExamples, load_catalog
+from promptrec.protocols.prepare import prepare_movielens
+from promptrec.templates.template import load_template
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 CANDIDATES = {"7": ["1", "9", "3", "12"], "12": ["2", "5", "6", "13", "14"], "3": ["4", "10", "11"]}
@@ -42,7 +42,8 @@ def next_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_model_dir):
-    from promptrec.models import ModelConfig, load_model
+    from promptrec.lm.config import ModelConfig
+    from promptrec.lm.loading import load_model
 
     return load_model(ModelConfig(model=str(tiny_model_dir), device="cpu"))
 
@@ -72,11 +73,11 @@ def test_shared_prefix_scores_equal_full_prompt_scores(model_and_tokenizer, next
 
 @pytest.mark.parametrize("path", ["packed-eager", "batched"])
 def test_every_attention_path_gives_full_prompt_scores(model_and_tokenizer, next_dir, monkeypatch, path):
-    import promptrec.scoring
+    import promptrec.lm.scoring
 
     model, tokenizer = model_and_tokenizer
     if path == "batched":  # what flash-attention models take: the prefix cache repeated per row
-        monkeypatch.setattr(promptrec.scoring, "takes_custom_masks", lambda model: False)
+        monkeypatch.setattr(promptrec.lm.scoring, "takes_custom_masks", lambda model: False)
     else:
         monkeypatch.setattr(model.config, "_attn_implementation", "eager")
     scorer = Scorer(model, tokenizer, load_template("movie_next"), batch_size=3)
@@ -88,7 +89,7 @@ def test_every_attention_path_gives_full_prompt_scores(model_and_tokenizer, next
 
 def test_multi_token_answers_through_the_cache(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    from promptrec.scoring import answer_ids
+    from promptrec.lm.scoring import answer_ids
 
     answers = answer_ids(tokenizer, ("Yes. liked", "No. disliked"))
     assert not answers.single_token

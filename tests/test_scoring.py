@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from promptrec.errors import TemplateError
-from promptrec.models import ModelConfig, load_model
-from promptrec.scoring import Scorer, answer_ids, length_batches, pad_batch, score_sequences
-from promptrec.templates import load_template
+from promptrec.core.errors import TemplateError
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model
+from promptrec.lm.scoring import Scorer, answer_ids, length_batches, pad_batch, score_sequences
+from promptrec.templates.template import load_template
 
 DATA_DIR = Path(__file__).parent / "data"
 TOLERANCE = 1e-4

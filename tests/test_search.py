@@ -5,11 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.cli import main
-from promptrec.data import Dataset, Interaction, Item, User
-from promptrec.errors import ConfigError, DataError
-from promptrec.search import build_search_candidates, prepare_search, query_overlap, search_query, search_summary
-from promptrec.templates import load_template
+from promptrec.cli.main import main
+from promptrec.core.errors import ConfigError, DataError
+from promptrec.data.dataset import Dataset, Interaction, Item, User
+from promptrec.protocols.search import (
+    build_search_candidates,
+    prepare_search,
+    query_overlap,
+    search_query,
+    search_summary,
+)
+from promptrec.templates.template import load_template
 
 AMAZON = Path(__file__).parent / "data" / "amazon"
 ROOT = "Magazine Subscriptions"
@@ -133,7 +139,7 @@ def test_prepared_split_as_source(dataset, tmp_path):
 
 
 def test_next_item_catalog_as_source(dataset, tmp_path):
-    from promptrec.next_item import load_catalog, prepare_next_item
+    from promptrec.protocols.next_item import load_catalog, prepare_next_item
 
     prepare_next_item(dataset, tmp_path / "next")
     rows = build_search_candidates(load_catalog(tmp_path / "next"))
@@ -224,9 +230,10 @@ def test_search_split_renders_and_scores_with_both_search_templates(tmp_path, ti
 
 
 def test_candidates_search_retriever_writes_queries_for_the_rank_path(tmp_path, capsys):
-    from promptrec.candidates import CandidateConfig, build_candidates, load_candidates
-    from promptrec.next_item import load_catalog
-    from promptrec.protocols import prepare_dataset
+    from promptrec.baselines.retrievers import build_candidates
+    from promptrec.protocols.candidates import CandidateConfig, load_candidates
+    from promptrec.protocols.next_item import load_catalog
+    from promptrec.protocols.prepare import prepare_dataset
 
     dataset = make_dataset({"u1": [0, 1, 2, 3], "u2": [4, 5, 28], "u3": [6, 7, 29], "u4": [7, 8, 9, 10, 11]})
     prepare_dataset(dataset, tmp_path / "next", protocol="next-item", history_len=2)

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from promptrec.errors import TemplateError
-from promptrec.templates import (
+from promptrec.core.errors import TemplateError
+from promptrec.templates.template import (
     PROMPTS_DIR,
     Template,
     check_templates,

@@ -10,19 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from promptrec.errors import ConfigError
-from promptrec.models import RUN_RECORD, ModelConfig, load_model
-from promptrec.protocols import load_split
-from promptrec.scoring import Scorer
-from promptrec.templates import load_template
-from promptrec.training import LoraSettings, TrainConfig, sample_shots, train
+from promptrec.core.errors import ConfigError
+from promptrec.lm.adapter import RUN_RECORD
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model
+from promptrec.lm.scoring import Scorer
+from promptrec.lm.training import LoraSettings, TrainConfig, train
+from promptrec.protocols.shots import sample_shots
+from promptrec.protocols.splits import load_split
+from promptrec.templates.template import load_template
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 
 
 @pytest.fixture(scope="module")
 def prepared_dir(tmp_path_factory):
-    from promptrec.protocols import prepare_movielens
+    from promptrec.protocols.prepare import prepare_movielens
 
     out = tmp_path_factory.mktemp("prepared")
     prepare_movielens(MINI_ML, out, history_len=3)

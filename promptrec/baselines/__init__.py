@@ -1,0 +1,1 @@
+"""Classic baselines and retrievers (scikit-learn and numpy; never torch)."""

@@ -1,0 +1,78 @@
+"""Flags and helpers every CLI verb shares: model and config flags, the parser factory, data loading."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from promptrec.core.config import resolve
+from promptrec.core.errors import ConfigError
+from promptrec.lm.config import ModelConfig
+from promptrec.protocols.splits import dataset_checksum, load_split
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="HF id, local dir, .gguf file, or 'embedded' (default)")
+    group.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    group.add_argument("--quantization", choices=["none", "4bit", "8bit"], help="bitsandbytes quantization")
+
+
+def model_flags(args) -> dict:
+    return {
+        "model": {"model": args.model, "dtype": args.dtype, "device": args.device, "quantization": args.quantization}
+    }
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of config keys (lowest precedence after defaults)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set lora.r=16 (repeatable)",
+    )
+
+
+def print_json(data: dict) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def resolve_path(path: str) -> Path:
+    return Path(path).expanduser()
+
+
+def command_parser(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def model_config(args):
+    return resolve(ModelConfig, flags=model_flags(args)["model"])
+
+
+def load_examples(path: Path, split: str) -> list[dict]:
+    return load_split(path, split)
+
+
+def valid_examples(data: Path, config) -> list[dict]:
+    if config.valid_examples == 0:
+        return []
+    if data.is_file():
+        raise ConfigError(
+            f"--data {data} is a single file, so there is no valid split; "
+            "pass --valid FILE or --set valid_examples=0 to train without early stopping"
+        )
+    return load_examples(data, "valid")
+
+
+def data_record(path: Path, split: str) -> dict:
+    return {"path": str(path), "split": split, "sha256": dataset_checksum(path, split)}

@@ -1,0 +1,76 @@
+"""CLI verb `evaluate`: pointwise metrics of a split, or ranking metrics of a `rank` output (`--ranked`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from promptrec.cli.common import (
+    add_config_flags,
+    add_model_flags,
+    command_parser,
+    data_record,
+    load_examples,
+    model_flags,
+    print_json,
+    resolve_path,
+)
+from promptrec.core.config import resolve
+from promptrec.core.files import refuse_overwrite
+from promptrec.jobs.evaluate import EvalConfig, evaluate
+from promptrec.jobs.ranked_metrics import evaluate_ranked
+from promptrec.lm.adapter import read_run_record
+
+EXAMPLES = """examples:
+  promptrec evaluate --data data/ml100k --out eval/results/zero-shot          # zero-shot
+  promptrec evaluate --data data/ml100k --adapter adapters/plain-64-s0 --out eval/results/plain-64-s0
+  promptrec evaluate --data test.json --template alpaca --limit 300 --out eval/results/alpaca
+  promptrec evaluate --ranked runs/ranked.jsonl --data data/ml100k-next --out eval/results/ranked  # NDCG/HR/MRR"""
+
+
+# ---------------------------------------------------------------- evaluate
+def add_parser(sub) -> None:
+    parser = command_parser(sub, "evaluate", "Score a split and write metrics.json + predictions.jsonl.", EXAMPLES)
+    parser.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json")
+    parser.add_argument("--split", help="split to score (default test)")
+    parser.add_argument("--ranked", help="a `promptrec rank` output: report NDCG/HR/Recall@K and MRR instead")
+    parser.add_argument("--adapter", help="LoRA adapter dir from `promptrec train` (omit for zero-shot)")
+    parser.add_argument("--template", help="template (default: the adapter's, else tallrec_plain)")
+    parser.add_argument("--limit", type=int, help="score a seeded sample of N examples (default all)")
+    parser.add_argument(
+        "--probabilities", action="store_true", default=None, help='add "probability" = sigmoid(score) to predictions'
+    )
+    parser.add_argument(
+        "--reliability-plot",
+        action=argparse.BooleanOptionalAction,
+        help="write reliability.png, a calibration diagram (default on; needs matplotlib)",
+    )
+    parser.add_argument("--out", required=True, help="results dir")
+    parser.add_argument("--overwrite", action="store_true", help="replace finished results in --out")
+    add_config_flags(parser)
+    add_model_flags(parser)
+    parser.set_defaults(handler=evaluate_command)
+
+
+def evaluate_command(args) -> int:
+    if args.ranked:
+        return evaluate_ranked_command(args)
+    adapter_model = read_run_record(args.adapter).get("model", {}).get("model") if args.adapter else None
+    flags = {"split": args.split, "template": args.template, "limit": args.limit} | model_flags(args)
+    flags |= {"probabilities": args.probabilities, "reliability_plot": args.reliability_plot}
+    if adapter_model and args.model is None and not any(s.startswith("model.model=") for s in args.set):
+        flags["model"]["model"] = adapter_model  # default to the base model the adapter was trained on
+    config = resolve(EvalConfig, args.config, args.set, flags)
+    refuse_overwrite(resolve_path(args.out), "metrics.json", args.overwrite)
+    data = resolve_path(args.data)
+    examples = load_examples(data, config.split)
+    metrics = evaluate(
+        config, examples, resolve_path(args.out), args.adapter, data_record(data, config.split), progress=True
+    )
+    print_json({k: metrics[k] for k in ("auc", "uauc", "logloss", "brier", "ece", "num_examples")})
+    return 0
+
+
+def evaluate_ranked_command(args) -> int:
+    metrics = evaluate_ranked(resolve_path(args.ranked), resolve_path(args.data), args.split or "test", args.out)
+    print_json(metrics)
+    return 0

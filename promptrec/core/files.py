@@ -1,0 +1,133 @@
+"""Files in and out: tolerant line readers, one atomic writer, one overwrite rule, checksums.
+
+Reading: `raw_lines` gives each line's bytes (gunzipped when the file starts with gzip's magic),
+`text_lines` the non-blank UTF-8 lines, `json_object` one line parsed as a JSON object; every bad line
+goes to a `LineErrors`, which fails the load with a `DataError` naming file and line when the file is
+not this format at all or has too many bad lines. Writing: `write_json` and friends write a temporary
+file and rename it, so a crash never leaves a torn file; `refuse_overwrite` is the one rule for
+finished outputs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from promptrec.core.errors import ConfigError, DataError
+
+
+def refuse_overwrite(out: Path, marker: str, overwrite: bool) -> None:
+    """Finished outputs are never silently replaced: a rerun into the same dir must say so."""
+    if (out / marker).exists() and not overwrite:
+        raise ConfigError(f"{out} already holds a finished run ({marker}); pass --overwrite or choose another --out")
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check the path") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid {encoding} (byte {err.start}); re-save the file as {encoding}") from None
+
+
+MAX_BAD_LINES = 10  # bad lines tolerated in any file ...
+
+
+MAX_BAD_FRACTION = 0.01  # ... or this fraction of its lines, whichever is larger
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, bytes) of every line, gunzipped when the file starts with gzip's magic."""
+    try:
+        with open(path, "rb") as handle:
+            is_gzip = handle.read(2) == _GZIP_MAGIC
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory; pass the file itself") from None
+    if path.suffix == ".gz" and not is_gzip:
+        raise DataError(f"{path}: named .gz but not a gzip file; download it again or rename it")
+    line_no = 0
+    try:
+        with gzip.open(path, "rb") if is_gzip else open(path, "rb") as handle:
+            for line_no, line in enumerate(handle, 1):
+                yield line_no, line
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{path}:{line_no + 1}: unreadable gzip data ({err}); the file is truncated or corrupt, download it again"
+        ) from None
+
+
+class LineErrors:
+    """Counts bad lines of one file and enforces the tolerance described in the module docstring."""
+
+    def __init__(self, path: Path, hint: str):
+        self.path, self.hint = path, hint
+        self.examples: list[str] = []
+        self.count = 0
+        self.lines = 0
+        self.records = 0
+
+    def bad(self, line_no: int, reason: str) -> None:
+        if self.records == 0:  # nothing good came before: the file is not this format at all
+            raise DataError(f"{self.path}:{line_no}: {reason}; {self.hint}")
+        self.count += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"line {line_no}: {reason}")
+
+    def check(self) -> None:
+        if self.records == 0:
+            raise DataError(f"{self.path}: no records; {self.hint}")
+        if self.count > max(MAX_BAD_LINES, MAX_BAD_FRACTION * self.lines):
+            raise DataError(
+                f"{self.path}: {self.count} of {self.lines} lines are malformed ({self.examples[0]}); "
+                f"fix the file or download it again"
+            )
+
+
+def text_lines(path: Path, errors: LineErrors) -> Iterator[tuple[int, str]]:
+    for line_no, raw in raw_lines(path):
+        errors.lines = line_no
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as err:
+            errors.bad(line_no, f"not valid UTF-8 (byte {err.start})")
+            continue
+        if text:
+            yield line_no, text
+
+
+def json_object(line_no: int, text: str, errors: LineErrors) -> dict | None:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        errors.bad(line_no, f"invalid JSON ({err.msg})")
+        return None
+    if not isinstance(record, dict):
+        errors.bad(line_no, f"expected a JSON object, got {type(record).__name__}")
+        return None
+    return record
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated record behind."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""The dataset model (users, items, interactions) and its loaders: MovieLens, tables, Amazon."""

@@ -1,0 +1,1 @@
+"""Jobs that combine the layers below: evaluate, candidates, rank, experiment, quickstart."""

@@ -1,0 +1,1 @@
+"""Knowledge-graph facts: sources, the merged graph, budgeted fact and link selection."""

@@ -1,0 +1,1 @@
+"""The language model: the only layer that imports torch, transformers, peft, accelerate or bitsandbytes."""

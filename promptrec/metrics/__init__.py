@@ -1,0 +1,1 @@
+"""Metrics: pointwise, calibration, ranking, experiment summaries and their plots."""

@@ -1,0 +1,1 @@
+"""Evaluation protocols: TALLRec, next-item, search; prepared splits, shots and candidate files."""

@@ -1,0 +1,72 @@
+"""`data prepare`: a `Dataset` into a prepared directory under one protocol (tallrec, next-item, search)."""
+
+from __future__ import annotations
+
+import json
+
+from promptrec.core.errors import ConfigError
+from promptrec.data.dataset import Dataset, load_interactions_table, load_movielens
+from promptrec.knowledge.graph import attach_knowledge
+from promptrec.protocols.next_item import prepare_next_item
+from promptrec.protocols.search import prepare_search
+from promptrec.protocols.splits import write_prepared
+from promptrec.protocols.tallrec import build_tallrec_examples, tallrec_protocol
+
+
+def _prepare(dataset: Dataset, out_dir, history_len, like_threshold, max_examples, knowledge=None) -> dict:
+    fractions = (0.8, 0.1, 0.1)
+    splits = build_tallrec_examples(dataset, history_len, like_threshold, max_examples, fractions)
+    protocol = tallrec_protocol(dataset, history_len, like_threshold, max_examples, fractions)
+    files = {}
+    if knowledge is not None:  # a knowledge.KnowledgeSpec: KG facts go into every example as "kg"
+        splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge)
+    manifest_path = write_prepared(splits, out_dir, protocol, files)
+    return json.loads(manifest_path.read_text(encoding="utf-8"))
+
+
+PROTOCOLS = ("tallrec", "next-item", "search")
+
+
+def prepare_dataset(
+    dataset: Dataset,
+    out_dir,
+    protocol: str = "tallrec",
+    history_len: int = 10,
+    like_threshold: float = 3.0,
+    max_examples: int = 10000,
+    knowledge=None,
+) -> dict:
+    """Write `dataset` prepared under `protocol` (pointwise TALLRec or leave-one-out next-item)."""
+    if protocol == "tallrec":
+        return _prepare(dataset, out_dir, history_len, like_threshold, max_examples, knowledge)
+    if protocol == "next-item":  # rank-time candidate examples get the same KG facts (next_item.CandidateExamples)
+        return prepare_next_item(dataset, out_dir, history_len, like_threshold, knowledge=knowledge)
+    if knowledge is not None:
+        raise ConfigError(f"--kg works with the tallrec and next-item protocols, not {protocol!r}; drop --kg")
+    if protocol == "search":  # personalised product search (Ai et al. 2017); needs item categories or brand
+        return prepare_search(dataset, out_dir, history_len)
+    raise ConfigError(f"unknown protocol {protocol!r}; pick one of: {', '.join(PROTOCOLS)}")
+
+
+def prepare_movielens(
+    source_dir, out_dir, history_len: int = 10, max_examples: int = 10000, protocol: str = "tallrec", knowledge=None
+) -> dict:
+    """Build splits from raw MovieLens-100K into `out_dir` under `protocol`; return the manifest."""
+    dataset = load_movielens(source_dir)
+    return prepare_dataset(dataset, out_dir, protocol, history_len, 3.0, max_examples, knowledge)
+
+
+def prepare_table(
+    interactions,
+    items,
+    users,
+    out_dir,
+    history_len: int = 10,
+    like_threshold: float = 3.0,
+    max_examples: int = 10000,
+    protocol: str = "tallrec",
+    knowledge=None,
+) -> dict:
+    """Build splits from CSV/TSV/JSONL tables into `out_dir` under `protocol`; return the manifest."""
+    dataset = load_interactions_table(interactions, items, users)
+    return prepare_dataset(dataset, out_dir, protocol, history_len, like_threshold, max_examples, knowledge)

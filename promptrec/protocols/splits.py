@@ -1,0 +1,150 @@
+"""Prepared splits on disk: `<split>.jsonl` files plus manifest.json, written and read here only.
+
+The manifest records the protocol, source checksums and split checksums, so a run can name exactly
+the data it saw. TALLRec's published Alpaca-style JSON files can be read too (`load_alpaca`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from promptrec.core.errors import DataError
+from promptrec.core.files import file_sha256, read_text
+
+SPLITS = ("train", "valid", "test")
+
+
+MANIFEST_NAME = "manifest.json"
+
+
+ALPACA_KEYS = ("instruction", "input", "output")
+
+
+ALPACA_LABELS = {"yes": 1, "no": 0}
+
+
+def write_prepared(splits: dict[str, list[dict]], out_dir, protocol: dict, files: dict | None = None) -> Path:
+    """Write `<split>.jsonl` files and manifest.json into `out_dir`; return the manifest's path.
+
+    `files` ({name: bytes}) are written beside them, e.g. knowledge.tsv (its record is in `protocol`).
+
+    The same splits and protocol always give byte-identical files. A directory holding files
+    but no manifest.json is refused, so a typo cannot overwrite unrelated data.
+    """
+    out_dir = Path(out_dir)
+    prepare_out_dir(out_dir)
+    for name, data in (files or {}).items():
+        (out_dir / name).write_bytes(data)
+    split_records = {}
+    for split, examples in splits.items():
+        data = "".join(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in examples)
+        data = data.encode("utf-8")
+        (out_dir / f"{split}.jsonl").write_bytes(data)
+        labels = [e["label"] for e in examples]
+        split_records[split] = {
+            "file": f"{split}.jsonl",
+            "num_examples": len(examples),
+            "positive_rate": round(sum(labels) / len(labels), 6) if labels else None,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    manifest = {**protocol, "splits": split_records}
+    manifest_path = out_dir / MANIFEST_NAME
+    manifest_path.write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    return manifest_path
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a directory; pick an empty directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        raise DataError(
+            f"{out_dir}: not empty and holds no {MANIFEST_NAME}, so it is not a prepared-data "
+            "directory; pick an empty directory"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.jsonl"):  # splits of a previous preparation, possibly other names
+        old.unlink()
+
+
+def split_path(path, split: str = "test") -> Path:
+    """The file holding `split`: `path` itself if it is a file, else `<split>.jsonl` or `.json`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(
+            f"{path}: no such file or directory; pass a prepared directory, a .jsonl split file or an Alpaca .json file"
+        )
+    if path.is_file():
+        if path.suffix not in (".jsonl", ".json"):
+            raise DataError(f"{path}: expected a .jsonl split file or an Alpaca .json file")
+        return path
+    for suffix in (".jsonl", ".json"):
+        if (path / f"{split}{suffix}").is_file():
+            return path / f"{split}{suffix}"
+    available = sorted({p.stem for p in path.iterdir() if p.suffix in (".jsonl", ".json") and p.name != MANIFEST_NAME})
+    raise DataError(
+        f"{path}: no split {split!r} ({split}.jsonl or {split}.json); "
+        f"available splits: {', '.join(available) or 'none'}; pick one of them"
+    )
+
+
+def load_split(path, split: str = "test") -> list[dict]:
+    """Examples of `split` from a prepared dir, an Alpaca dir, or one .jsonl / Alpaca .json file."""
+    file = split_path(path, split)
+    examples = load_alpaca(file) if file.suffix == ".json" else load_examples_jsonl(file)
+    if not examples:
+        raise DataError(f"{file}: split {split!r} has no examples; prepare the data again")
+    return examples
+
+
+def load_examples_jsonl(path: Path) -> list[dict]:
+    examples = []
+    for line_no, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); prepare the data again") from None
+        missing = [k for k in ("example_id", "label") if not isinstance(example, dict) or k not in example]
+        if missing:
+            raise DataError(
+                f"{path}:{line_no}: not a prepared example (no {missing[0]!r}); "
+                "write splits with `promptrec data prepare`"
+            )
+        examples.append(example)
+    return examples
+
+
+def load_alpaca(path) -> list[dict]:
+    """Read a TALLRec/Alpaca instruction file: a JSON list of {instruction, input, output}."""
+    path = Path(path)
+    try:
+        records = json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}); fix the file") from None
+    if not isinstance(records, list):
+        raise DataError(
+            f"{path}: expected a JSON list of {{instruction, input, output}} records, got {type(records).__name__}"
+        )
+    return [_alpaca_example(path, index, record) for index, record in enumerate(records)]
+
+
+def _alpaca_example(path: Path, index: int, record) -> dict:
+    for key in ALPACA_KEYS:
+        if not isinstance(record, dict) or key not in record:
+            raise DataError(f"{path}: record {index} has no {key!r} key; every record needs {ALPACA_KEYS}")
+    answer = str(record["output"]).strip().lower().removesuffix(".")
+    if answer not in ALPACA_LABELS:
+        raise DataError(f"{path}: record {index} has output {record['output']!r}; expected 'Yes.' or 'No.'")
+    return {
+        "example_id": f"{path.stem}-{index:05d}",
+        **{key: record[key] for key in ALPACA_KEYS},
+        "label": ALPACA_LABELS[answer],
+    }
+
+
+def dataset_checksum(path, split: str = "test") -> str:
+    """sha256 of the bytes of the file holding `split` (for run records)."""
+    return file_sha256(split_path(path, split))

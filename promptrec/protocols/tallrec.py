@@ -1,0 +1,166 @@
+"""The TALLRec pointwise protocol: a history window before each target, split 80/10/10 by position.
+
+`build_tallrec_examples` reproduces TALLRec's preprocess_movie.py. The example builders here
+(`example_record`, `item_record`, `PriorStats`) are shared by the next-item and search protocols.
+Prompt text is not built here; templates render the example dicts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+
+from promptrec import __version__
+from promptrec.core.errors import ConfigError, DataError
+from promptrec.core.files import file_sha256
+from promptrec.data.dataset import Dataset, Interaction
+
+# Keys a history entry adds beside an item's attributes; a same-named attribute would be lost.
+HISTORY_KEYS = ("item_id", "title", "rating", "liked", "timestamp")
+
+
+def build_tallrec_examples(
+    dataset: Dataset,
+    history_len: int = 10,
+    like_threshold: float = 3.0,
+    max_examples: int = 10000,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> dict[str, list[dict]]:
+    """Split `dataset` into train/valid/test pointwise examples exactly as TALLRec does.
+
+    Users are taken in order of first appearance; each user's interactions are stably sorted by
+    timestamp; every interaction after the first `history_len` becomes a target with the
+    `history_len` before it as history. The last `max_examples` are kept and cut by position.
+    """
+    _check_parameters(history_len, max_examples, fractions)
+    check_attribute_names(dataset)
+    windows = _history_windows(dataset.interactions, history_len)[-max_examples:]
+    train_end = int(len(windows) * fractions[0])
+    # round(): 0.8 + 0.1 is 0.9000000000000001 in floats; TALLRec writes 0.9
+    valid_end = int(len(windows) * round(fractions[0] + fractions[1], 12))
+    bounds = {"train": (0, train_end), "valid": (train_end, valid_end), "test": (valid_end, None)}
+    prior = PriorStats(dataset.interactions, like_threshold)
+    return {
+        split: [
+            example_record(dataset, f"{split}-{index:05d}", history, target, like_threshold, prior)
+            for index, (history, target) in enumerate(windows[start:end])
+        ]
+        for split, (start, end) in bounds.items()
+    }
+
+
+def _check_parameters(history_len: int, max_examples: int, fractions) -> None:
+    if not isinstance(history_len, int) or history_len < 1:
+        raise ConfigError(f"history_len must be a positive integer, got {history_len!r}; TALLRec uses 10")
+    if not isinstance(max_examples, int) or max_examples < 1:
+        raise ConfigError(f"max_examples must be a positive integer, got {max_examples!r}; TALLRec uses 10000")
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ConfigError(
+            f"fractions must be three non-negative numbers summing to 1 (train, valid, test), "
+            f"got {tuple(fractions)!r}; TALLRec uses (0.8, 0.1, 0.1)"
+        )
+
+
+def check_attribute_names(dataset: Dataset) -> None:
+    for item in dataset.items.values():
+        clash = sorted(set(item.attributes) & set(HISTORY_KEYS))
+        if clash:
+            raise DataError(
+                f"item {item.item_id!r}: attribute {clash[0]!r} clashes with a history field "
+                f"({', '.join(HISTORY_KEYS)}); rename that column in the item table"
+            )
+
+
+def _history_windows(interactions: list[Interaction], history_len: int):
+    """(history, target) pairs, users in first-appearance order, each user's in time order."""
+    by_user: dict[str, list[Interaction]] = {}  # dicts keep insertion = first-appearance order
+    for interaction in interactions:
+        by_user.setdefault(interaction.user_id, []).append(interaction)
+    windows = []
+    for user_interactions in by_user.values():
+        ordered = sorted(user_interactions, key=lambda x: x.timestamp)  # stable: ties keep file order
+        for i in range(history_len, len(ordered)):
+            windows.append((ordered[i - history_len : i], ordered[i]))
+    return windows
+
+
+def is_liked(interaction: Interaction, like_threshold: float) -> bool:
+    if interaction.rating is not None:
+        return interaction.rating > like_threshold
+    return interaction.label == 1
+
+
+class PriorStats:
+    """Leak-free popularity facts: counts and like-rates from interactions strictly before a time.
+
+    Templates may state them plainly ("viewers liked this movie 72% of the time"); only ratings
+    with an earlier timestamp count, so no example sees its own label or the future.
+    """
+
+    def __init__(self, interactions: list[Interaction], like_threshold: float):
+        self._by_key: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        grouped: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for x in interactions:
+            liked = int(is_liked(x, like_threshold))
+            grouped.setdefault(("item", x.item_id), []).append((x.timestamp, liked))
+            grouped.setdefault(("user", x.user_id), []).append((x.timestamp, liked))
+        for key, events in grouped.items():
+            events.sort()
+            times = [t for t, _ in events]
+            cumulative = list(itertools.accumulate((liked for _, liked in events), initial=0))
+            self._by_key[key] = (times, cumulative)
+
+    def before(self, kind: str, key: str, timestamp: int) -> dict:
+        times, cumulative = self._by_key.get((kind, key), ([], [0]))
+        count = bisect.bisect_left(times, timestamp)
+        rate = round(cumulative[count] / count, 4) if count else None
+        return {f"{kind}_num_ratings": count, f"{kind}_like_rate": rate}
+
+
+def example_record(dataset: Dataset, example_id: str, history, target, like_threshold, prior: PriorStats) -> dict:
+    user = dataset.users.get(target.user_id)
+    if user is None:
+        raise DataError(f"user {target.user_id!r} has interactions but no user record; add it to the user table")
+    return {
+        "example_id": example_id,
+        "user_id": target.user_id,
+        "item_id": target.item_id,
+        "label": int(is_liked(target, like_threshold)),
+        "rating": target.rating,
+        "timestamp": target.timestamp,
+        "user": {"user_id": user.user_id, **user.attributes},
+        "item": item_record(dataset, target.item_id),
+        "stats": prior.before("item", target.item_id, target.timestamp)
+        | prior.before("user", target.user_id, target.timestamp),
+        "history": [
+            {
+                **item_record(dataset, past.item_id),
+                "rating": past.rating,
+                "liked": is_liked(past, like_threshold),
+                "timestamp": past.timestamp,
+            }
+            for past in history
+        ],
+    }
+
+
+def item_record(dataset: Dataset, item_id: str) -> dict:
+    item = dataset.items[item_id]
+    return {"item_id": item.item_id, "title": item.title, **item.attributes}
+
+
+def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples, fractions) -> dict:
+    """The manifest's protocol record: everything needed to rebuild the splits."""
+    return {
+        "name": "tallrec",
+        "parameters": {
+            "history_len": history_len,
+            "like_threshold": like_threshold,
+            "max_examples": max_examples,
+            "fractions": list(fractions),
+        },
+        "dataset": dataset.name,
+        # file names only: absolute paths would make identical data give different manifests
+        "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
+        "promptrec_version": __version__,
+    }
