@@ -1,6 +1,9 @@
 """The CLI: every verb on the tiny model, and user mistakes as one line + exit code 2."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +196,36 @@ def test_quickstart_runs_every_step_and_prints_table_and_ranked_list(capsys, ml1
     assert "Ranked list for user" in out
     scores = [float(line.split()[1]) for line in out.splitlines() if line.strip()[:3].strip(" .").isdigit()]
     assert scores == sorted(scores, reverse=True) and scores, "the ranked list is in score order"
+
+
+def train_argv(model_dir, out) -> list[str]:
+    return ["train", "--data", str(ALPACA), "--valid", str(ALPACA), "--template", "alpaca", "--shots", "2",
+            "--model", str(model_dir), "--set", "num_epochs=1", "--batch-size", "2", "--out", str(out)]  # fmt: skip
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_training_run_is_quiet_unless_verbose(tiny_model_dir, tmp_path, verbose):
+    """A plain run prints promptrec's lines only; -v lets third-party warnings and notices through."""
+    argv = [sys.executable, "-W", "always", "-m", "promptrec", *(["-v"] if verbose else [])]
+    env = {**os.environ, "PYTHONWARNINGS": "always"}
+    env.pop("TRANSFORMERS_VERBOSITY", None)
+    result = subprocess.run(
+        [*argv, *train_argv(tiny_model_dir, tmp_path / "a")], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if "Warning" in line or "kernels" in line]
+    if verbose:  # the same run without the filter: what the quiet default hides is really there
+        assert noise, result.stderr
+    else:
+        assert noise == [], result.stderr
+
+
+def test_evaluate_ranked_refuses_pointwise_flags_and_finished_output(capsys, tmp_path):
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    base = ["evaluate", "--ranked", str(tmp_path / "r.jsonl"), "--data", str(tmp_path), "--out", str(out)]
+    for extra, fragment in [(["--adapter", "a"], "--adapter"), (["--limit", "5"], "--limit"), ([], "--overwrite")]:
+        code, _, err = run(capsys, [*base, *extra])
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert (out / "metrics.json").read_text() == "{}"

@@ -74,7 +74,7 @@ def test_embedded_model_trains_saves_reloads_and_evaluates(ml_prepared, tmp_path
     assert [r["example_id"] for r in zero] == [r["example_id"] for r in tuned], "same seeded sample"
     assert max(abs(a["score"] - b["score"]) for a, b in zip(zero, tuned)) > 1e-3, "the adapter changes scores"
 
-    model, tokenizer = load_model(ModelConfig(), adapter_dir=adapter)
+    model, tokenizer = load_model(ModelConfig(), adapter=adapter)
     by_id = {ex["example_id"]: ex for ex in load_split(ml_prepared, "test")}
     rescored = Scorer(model, tokenizer, load_template("tallrec_plain")).score([by_id[r["example_id"]] for r in tuned])
     assert rescored == pytest.approx([r["score"] for r in tuned], abs=1e-4)

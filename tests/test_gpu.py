@@ -20,7 +20,7 @@ def test_cuda_scores_batched_equal_single(tiny_model_64_dir, quantization):
     config = ModelConfig(model=str(tiny_model_64_dir), device="cuda", quantization=quantization)
     model, tokenizer = load_model(config)
     assert next(model.parameters()).device.type == "cuda"
-    scorer = Scorer(model, tokenizer, load_template("tallrec_plain"), batch_size=3)
+    scorer = Scorer(model, tokenizer, load_template("tallrec_plain"), score_batch_size=3)
     batched = scorer.score(EXAMPLES)
     single = [scorer.score([ex])[0] for ex in EXAMPLES]
     assert batched == pytest.approx(single, abs=2e-2)  # bf16 tolerance

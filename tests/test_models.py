@@ -1,5 +1,6 @@
-"""Tests for promptrec.models: loading the tiny model, and clear ModelErrors for bad models and adapters."""
+"""Tests for promptrec.lm: loading the tiny model; clear ModelErrors for bad models and adapters."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from conftest import tiny_llama
 
 import promptrec.lm.loading as loading
 from promptrec.core.errors import ConfigError, ModelError
-from promptrec.lm.adapter import RUN_RECORD, attach_adapter, check_adapter
+from promptrec.lm.adapter import RUN_RECORD, Adapter, template_name_for
 from promptrec.lm.config import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_PACKAGE, ModelConfig
 from promptrec.lm.loading import load_model, load_tokenizer, resolve_source
 
@@ -127,25 +128,38 @@ def test_resolve_source_of_local_dir(tiny_model_dir):
 
 def test_check_adapter_without_adapter_config_raises(tmp_path):
     with pytest.raises(ModelError, match="adapter_config.json"):
-        check_adapter(tmp_path, ModelConfig(model="tiny"))
+        Adapter.open(tmp_path).check_base(ModelConfig(model="tiny"))
 
 
-def test_attach_adapter_without_adapter_config_raises(tmp_path):
-    model = tiny_llama(vocab_size=64, hidden_size=32)
-    with pytest.raises(ModelError, match="adapter_config.json"):
-        attach_adapter(model, tmp_path, ModelConfig(model="tiny"))
+def test_adapter_with_corrupt_run_record_raises(tmp_path):
+    adapter = stub_adapter(tmp_path)
+    (adapter / RUN_RECORD).write_text("{not json")
+    with pytest.raises(ModelError, match=RUN_RECORD):
+        Adapter.open(adapter)
+
+
+def test_adapter_names_its_base_model_template_and_weights_hash(tmp_path):
+    adapter = stub_adapter(tmp_path)
+    (adapter / RUN_RECORD).write_text(json.dumps({"model": {"model": "m"}, "template": {"name": "movie_rich"}}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    opened = Adapter.open(adapter)
+    assert (opened.base_model, opened.template_name) == ("m", "movie_rich")
+    assert opened.weights_sha256() == hashlib.sha256(b"weights").hexdigest()
+    assert template_name_for(None, opened, default="x") == "movie_rich"
+    assert template_name_for("tallrec_plain", opened, default="x") == "tallrec_plain"
+    assert template_name_for(None, None, default="x") == "x"
 
 
 def test_load_model_with_non_adapter_dir_raises(tiny_model_dir, tmp_path):
     with pytest.raises(ModelError, match="adapter_config.json"):
-        load_model(ModelConfig(model=str(tiny_model_dir)), adapter_dir=tmp_path)
+        load_model(ModelConfig(model=str(tiny_model_dir)), adapter=tmp_path)
 
 
 def test_adapter_trained_on_other_model_raises_naming_both(tmp_path):
     adapter = stub_adapter(tmp_path)
     write_run_record(adapter, "other-model")
     with pytest.raises(ModelError) as info:
-        check_adapter(adapter, ModelConfig(model="this-model"))
+        Adapter.open(adapter).check_base(ModelConfig(model="this-model"))
     assert "'other-model'" in str(info.value)
     assert "'this-model'" in str(info.value)
 
@@ -155,7 +169,7 @@ def test_load_model_checks_run_record_before_loading(tmp_path):
     write_run_record(adapter, "other-model")
     # The base model does not exist: the adapter check must come first, so the error names both models.
     with pytest.raises(ModelError, match="other-model"):
-        load_model(ModelConfig(model=str(tmp_path / "never-loaded.gguf")), adapter_dir=adapter)
+        load_model(ModelConfig(model=str(tmp_path / "never-loaded.gguf")), adapter=adapter)
 
 
 @pytest.mark.parametrize("record", [None, {}, {"model": {}}, {"model": {"model": "this-model"}}])
@@ -163,21 +177,21 @@ def test_adapter_with_matching_or_no_run_record_passes_check(tmp_path, record):
     adapter = stub_adapter(tmp_path)
     if record is not None:
         (adapter / RUN_RECORD).write_text(json.dumps(record))
-    check_adapter(adapter, ModelConfig(model="this-model"))
+    Adapter.open(adapter).check_base(ModelConfig(model="this-model"))
 
 
 def test_attach_adapter_to_fitting_model(adapter_dir, tiny_tokenizer):
     from peft import PeftModel
 
     model = tiny_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
-    attached = attach_adapter(model, adapter_dir, ModelConfig(model="tiny"))
+    attached = Adapter.open(adapter_dir).attach(model, ModelConfig(model="tiny"))
     assert isinstance(attached, PeftModel)
     assert not any(p.requires_grad for p in attached.parameters())
 
 
 def test_attach_adapter_trainable(adapter_dir, tiny_tokenizer):
     model = tiny_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
-    attached = attach_adapter(model, adapter_dir, ModelConfig(model="tiny"), trainable=True)
+    attached = Adapter.open(adapter_dir).attach(model, ModelConfig(model="tiny"), trainable=True)
     trainable = [name for name, p in attached.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
 
@@ -185,7 +199,7 @@ def test_attach_adapter_trainable(adapter_dir, tiny_tokenizer):
 def test_load_model_with_adapter(tiny_model_dir, adapter_dir):
     from peft import PeftModel
 
-    model, _ = load_model(ModelConfig(model=str(tiny_model_dir)), adapter_dir=adapter_dir)
+    model, _ = load_model(ModelConfig(model=str(tiny_model_dir)), adapter=adapter_dir)
     assert isinstance(model, PeftModel)
     assert not model.training
 
@@ -194,7 +208,7 @@ def test_load_model_with_adapter(tiny_model_dir, adapter_dir):
 def test_adapter_of_other_hidden_size_raises_model_error(adapter_dir, tiny_tokenizer, hidden_size):
     model = tiny_llama(len(tiny_tokenizer), hidden_size=hidden_size)
     with pytest.raises(ModelError) as info:
-        attach_adapter(model, adapter_dir, ModelConfig(model="wider-model"))
+        Adapter.open(adapter_dir).attach(model, ModelConfig(model="wider-model"))
     message = str(info.value)
     assert str(adapter_dir) in message
     assert "'wider-model'" in message

@@ -38,13 +38,13 @@ def test_lora_trains_on_a_4bit_model(tiny_model_64_dir, tmp_path):
     )
     train(config, examples, examples, tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
-    tuned, tokenizer = load_model(config.model, adapter_dir=tmp_path / "adapter")
+    tuned, tokenizer = load_model(config.model, adapter=tmp_path / "adapter")
     assert Scorer(tuned, tokenizer, load_template("tallrec_plain")).score([EXAMPLE]).shape == (1,)
 
 
 def test_shared_prefix_scoring_on_a_4bit_model_equals_full_prompts(tiny_model_64_dir):
     quantized, tokenizer = load_model(ModelConfig(model=str(tiny_model_64_dir), quantization="4bit"))
-    scorer = Scorer(quantized, tokenizer, load_template("movie_rich"), batch_size=3)
+    scorer = Scorer(quantized, tokenizer, load_template("movie_rich"), score_batch_size=3)
     group = [dict(EXAMPLE, example_id=f"c{i}", item=dict(EXAMPLE["item"], title=f"Film {i} ({1990 + i})"))
              for i in range(5)]  # fmt: skip
     cached, prefix_tokens = scorer.score_group(group)

@@ -64,7 +64,7 @@ def group(next_dir, user="12"):
 @pytest.mark.parametrize("template", ["movie_next", "movie_rich", "movie_rich_chat"])
 def test_shared_prefix_scores_equal_full_prompt_scores(model_and_tokenizer, next_dir, template):
     model, tokenizer = model_and_tokenizer
-    scorer = Scorer(model, tokenizer, load_template(template), batch_size=2)
+    scorer = Scorer(model, tokenizer, load_template(template), score_batch_size=2, candidates_per_pass=2)
     examples = group(next_dir)
     cached, prefix_tokens = scorer.score_group(examples)
     assert prefix_tokens > 8, "the history is shared, so the cache is used"
@@ -80,7 +80,7 @@ def test_every_attention_path_gives_full_prompt_scores(model_and_tokenizer, next
         monkeypatch.setattr(promptrec.lm.scoring, "takes_custom_masks", lambda model: False)
     else:
         monkeypatch.setattr(model.config, "_attn_implementation", "eager")
-    scorer = Scorer(model, tokenizer, load_template("movie_next"), batch_size=3)
+    scorer = Scorer(model, tokenizer, load_template("movie_next"), score_batch_size=3, candidates_per_pass=3)
     examples = group(next_dir)
     cached, prefix_tokens = scorer.score_group(examples)
     assert prefix_tokens > 8
@@ -95,7 +95,7 @@ def test_multi_token_answers_through_the_cache(model_and_tokenizer):
     assert not answers.single_token
     prefix = tokenizer("User Preference: Toy Story (1995), Star Wars (1977), Fargo (1996)").input_ids
     sequences = [prefix + tokenizer(f" Comedy {i} Drama" * (i + 1)).input_ids for i in range(5)]
-    cached, used = score_shared_prefix(model, sequences, answers, tokenizer.pad_token_id, batch_size=3)
+    cached, used = score_shared_prefix(model, sequences, answers, tokenizer.pad_token_id, candidates_per_pass=3)
     assert used == len(prefix) or used >= len(prefix) - 1
     np.testing.assert_allclose(cached, score_sequences(model, sequences, answers, tokenizer.pad_token_id), atol=1e-4)
 
@@ -104,7 +104,7 @@ def test_candidate_first_template_falls_back_to_full_prompts(model_and_tokenizer
     model, tokenizer = model_and_tokenizer
     path = tmp_path / "item_first.j2"
     path.write_text(ITEM_FIRST)
-    scorer = Scorer(model, tokenizer, load_template(path), batch_size=2)
+    scorer = Scorer(model, tokenizer, load_template(path), score_batch_size=2, candidates_per_pass=2)
     examples = group(next_dir)
     scores, prefix_tokens = scorer.score_group(examples)
     assert prefix_tokens == 0

@@ -237,7 +237,7 @@ def other_examples(example: dict) -> list[dict]:
 
 def test_scorer_tallrec_plain_scores_example_finitely(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    scorer = Scorer(model, tokenizer, load_template("tallrec_plain"), batch_size=1)
+    scorer = Scorer(model, tokenizer, load_template("tallrec_plain"), score_batch_size=1)
     (score,) = scorer.score([load_example("movie")])
     assert np.isfinite(score)
 
@@ -246,10 +246,10 @@ def test_scorer_tallrec_plain_scores_example_finitely(model_and_tokenizer):
 def test_scorer_tallrec_plain_batched_equals_single(model_and_tokenizer, batch_size):
     model, tokenizer = model_and_tokenizer
     example = load_example("movie")
-    single = Scorer(model, tokenizer, load_template("tallrec_plain"), batch_size=1).score([example])[0]
+    single = Scorer(model, tokenizer, load_template("tallrec_plain"), score_batch_size=1).score([example])[0]
     batch = [other_examples(example)[0], example, *other_examples(example)[1:]]
     lengths = {len(Scorer(model, tokenizer, load_template("tallrec_plain")).encode(ex)) for ex in batch}
     assert len(lengths) > 1  # padding is actually exercised
-    batched = Scorer(model, tokenizer, load_template("tallrec_plain"), batch_size=batch_size).score(batch)
+    batched = Scorer(model, tokenizer, load_template("tallrec_plain"), score_batch_size=batch_size).score(batch)
     assert abs(batched[1] - single) < TOLERANCE
     assert np.all(np.isfinite(batched))

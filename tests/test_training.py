@@ -87,7 +87,7 @@ def test_train_saves_adapter_and_run_record_that_reload(tiny_model_dir, prepared
     assert [h["epoch"] for h in record["history"]] == [1, 2]
 
     base, tokenizer = load_model(config.model)
-    tuned, _ = load_model(config.model, adapter_dir=tmp_path / "adapter")
+    tuned, _ = load_model(config.model, adapter=tmp_path / "adapter")
     template = load_template("tallrec_plain")
     before = Scorer(base, tokenizer, template).score(valid)
     after = Scorer(tuned, tokenizer, template).score(valid)

@@ -8,8 +8,14 @@ from pathlib import Path
 
 from promptrec.core.config import resolve
 from promptrec.core.errors import ConfigError
+from promptrec.lm.adapter import Adapter
 from promptrec.lm.config import ModelConfig
 from promptrec.protocols.splits import dataset_checksum, load_split
+
+
+def adapter_defaults(adapter: Adapter | None) -> dict:
+    """Config defaults an adapter implies: its base model (any --config, --set or --model still wins)."""
+    return {"model": {"model": adapter.base_model}} if adapter and adapter.base_model else {}
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +52,21 @@ def resolve_path(path: str) -> Path:
 
 
 def command_parser(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:
-    return sub.add_parser(
+    parser = sub.add_parser(
         name,
         help=help_text,
         description=help_text,
         epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_verbose_flag(parser)
+    return parser
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    """-v before or after the command; only the top-level parser sets the default (False)."""
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="show third-party warnings and notices"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from promptrec.cli.common import (
+    adapter_defaults,
     add_config_flags,
     add_model_flags,
     command_parser,
@@ -15,10 +16,11 @@ from promptrec.cli.common import (
     resolve_path,
 )
 from promptrec.core.config import resolve
+from promptrec.core.errors import ConfigError
 from promptrec.core.files import refuse_overwrite
 from promptrec.jobs.evaluate import EvalConfig, evaluate
 from promptrec.jobs.ranked_metrics import evaluate_ranked
-from promptrec.lm.adapter import read_run_record
+from promptrec.lm.adapter import open_adapter
 
 EXAMPLES = """examples:
   promptrec evaluate --data data/ml100k --out eval/results/zero-shot          # zero-shot
@@ -36,6 +38,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--adapter", help="LoRA adapter dir from `promptrec train` (omit for zero-shot)")
     parser.add_argument("--template", help="template (default: the adapter's, else tallrec_plain)")
     parser.add_argument("--limit", type=int, help="score a seeded sample of N examples (default all)")
+    parser.add_argument("--score-batch-size", type=int, help="prompts per forward pass (default 16)")
     parser.add_argument(
         "--probabilities", action="store_true", default=None, help='add "probability" = sigmoid(score) to predictions'
     )
@@ -54,23 +57,37 @@ def add_parser(sub) -> None:
 def evaluate_command(args) -> int:
     if args.ranked:
         return evaluate_ranked_command(args)
-    adapter_model = read_run_record(args.adapter).get("model", {}).get("model") if args.adapter else None
+    adapter = open_adapter(args.adapter)
     flags = {"split": args.split, "template": args.template, "limit": args.limit} | model_flags(args)
     flags |= {"probabilities": args.probabilities, "reliability_plot": args.reliability_plot}
-    if adapter_model and args.model is None and not any(s.startswith("model.model=") for s in args.set):
-        flags["model"]["model"] = adapter_model  # default to the base model the adapter was trained on
-    config = resolve(EvalConfig, args.config, args.set, flags)
+    flags["score_batch_size"] = args.score_batch_size
+    config = resolve(EvalConfig, args.config, args.set, flags, defaults=adapter_defaults(adapter))
     refuse_overwrite(resolve_path(args.out), "metrics.json", args.overwrite)
     data = resolve_path(args.data)
     examples = load_examples(data, config.split)
     metrics = evaluate(
-        config, examples, resolve_path(args.out), args.adapter, data_record(data, config.split), progress=True
+        config, examples, resolve_path(args.out), adapter, data_record(data, config.split), progress=True
     )
     print_json({k: metrics[k] for k in ("auc", "uauc", "logloss", "brier", "ece", "num_examples")})
     return 0
 
 
+# Flags of pointwise scoring that mean nothing for a finished ranked file: refused, never silently ignored.
+POINTWISE_ONLY = ("adapter", "template", "limit", "probabilities", "reliability_plot", "score_batch_size", "config")
+
+
 def evaluate_ranked_command(args) -> int:
-    metrics = evaluate_ranked(resolve_path(args.ranked), resolve_path(args.data), args.split or "test", args.out)
+    given = [name for name in POINTWISE_ONLY if getattr(args, name) not in (None, False)]
+    given += ["set"] if args.set else []
+    given += [f"model flags ({flag})" for flag in ("model", "dtype", "device", "quantization") if getattr(args, flag)]
+    if given:
+        flag = given[0] if given[0].startswith("model") else "--" + given[0].replace("_", "-")
+        raise ConfigError(
+            f"evaluate --ranked reads a finished ranked file, so {flag} has no effect there; drop it "
+            "(the adapter and template are chosen when you run `promptrec rank`)"
+        )
+    out = resolve_path(args.out)
+    refuse_overwrite(out, "metrics.json", args.overwrite)
+    metrics = evaluate_ranked(resolve_path(args.ranked), resolve_path(args.data), args.split or "test", out)
     print_json(metrics)
     return 0

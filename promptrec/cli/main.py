@@ -7,9 +7,13 @@ Each verb lives in its own module of this package, with its `--help` examples; u
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import warnings
 
 from promptrec.cli import baselines, data, evaluate, experiment, prompts, quickstart, rank, train
+from promptrec.cli.common import add_verbose_flag
 from promptrec.core.errors import PromptrecError
 
 COMMANDS = (prompts, data, train, evaluate, baselines, rank, experiment, quickstart)  # in --help order
@@ -17,6 +21,7 @@ COMMANDS = (prompts, data, train, evaluate, baselines, rank, experiment, quickst
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptrec", description="Prompt-based LLM recommendation.")
+    add_verbose_flag(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
@@ -26,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_third_party()
     try:
         return args.handler(args) or 0
     except PromptrecError as error:
@@ -34,3 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("promptrec: interrupted", file=sys.stderr)
         return 130
+
+
+# Libraries whose notices mean nothing to a user on a normal run (bitsandbytes' "kernels" package
+# notice, transformers' deprecation FutureWarnings, accelerate's and peft's hints); -v shows them.
+QUIETED_LOGGERS = ("bitsandbytes", "transformers", "accelerate", "peft", "torch", "datasets", "huggingface_hub")
+
+
+def quiet_third_party() -> None:
+    """Hide third-party warnings and log notices below ERROR for this process (promptrec's own stay)."""
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"promptrec(\.|$)")
+    # transformers sets its library logger's level from this variable when it first logs.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in QUIETED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

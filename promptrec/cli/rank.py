@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from promptrec.baselines.retrievers import build_candidates
 from promptrec.cli.common import (
+    adapter_defaults,
     add_config_flags,
     add_model_flags,
     command_parser,
@@ -13,6 +14,7 @@ from promptrec.cli.common import (
 )
 from promptrec.core.config import resolve
 from promptrec.jobs.rank import RankConfig, rank
+from promptrec.lm.adapter import open_adapter
 from promptrec.protocols.candidates import CandidateConfig, protocol_path, write_candidates
 from promptrec.protocols.next_item import load_catalog
 
@@ -72,6 +74,11 @@ def add_rank_parser(sub) -> None:
     parser.add_argument("--template", help="template (default: the adapter's, else movie_next)")
     parser.add_argument("--top-k", type=int, help="keep the top K items per user (default all)")
     parser.add_argument("--probabilities", action="store_true", help="also write sigmoid(score) per item")
+    parser.add_argument(
+        "--candidates-per-pass",
+        type=int,
+        help="candidates packed in one forward pass after the shared prefix (default 10)",
+    )
     parser.add_argument("--out", required=True, help="ranked .jsonl, one user per line")
     parser.add_argument("--resume", action="store_true", help="finish an interrupted run of the same job")
     parser.add_argument("--overwrite", action="store_true", help="discard a previous run into --out")
@@ -82,11 +89,12 @@ def add_rank_parser(sub) -> None:
 
 def rank_command(args) -> int:
     flags = {"split": args.split, "template": args.template, "top_k": args.top_k} | model_flags(args)
-    flags["probabilities"] = args.probabilities or None
-    config = resolve(RankConfig, args.config, args.set, flags)
+    flags |= {"probabilities": args.probabilities or None, "candidates_per_pass": args.candidates_per_pass}
+    adapter = open_adapter(args.adapter)
+    config = resolve(RankConfig, args.config, args.set, flags, defaults=adapter_defaults(adapter))
     summary = rank(
         config, resolve_path(args.data), resolve_path(args.candidates), resolve_path(args.out),
-        args.adapter, resume=args.resume, overwrite=args.overwrite, progress=True,
+        adapter, resume=args.resume, overwrite=args.overwrite, progress=True,
     )  # fmt: skip
     print_json(summary)
     return 0

@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--shots", type=int, help="K examples sampled from the train split (default 64)")
     parser.add_argument("--seed", type=int, help="sampling/initialisation seed (default 0)")
     parser.add_argument("--loss", choices=["lm", "bce"], help="lm (default) or bce on the yes/no log-odds")
+    parser.add_argument("--batch-size", type=int, help="examples per optimizer step (default 8)")
+    parser.add_argument("--score-batch-size", type=int, help="prompts per forward pass when validating (default 16)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished adapter in --out")
     add_config_flags(parser)
     add_model_flags(parser)
@@ -41,6 +43,7 @@ def add_parser(sub) -> None:
 
 def train_command(args) -> int:
     flags = {"template": args.template, "shots": args.shots, "seed": args.seed, "loss": args.loss} | model_flags(args)
+    flags |= {"batch_size": args.batch_size, "score_batch_size": args.score_batch_size}
     config = resolve(TrainConfig, args.config, args.set, flags)
     refuse_overwrite(resolve_path(args.out), "promptrec_run.json", args.overwrite)
     data = resolve_path(args.data)

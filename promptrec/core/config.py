@@ -114,9 +114,15 @@ def to_dict(config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
-def resolve(cls, config_path: str | None = None, assignments: list[str] | None = None, flags: dict | None = None):
-    """defaults < YAML < --set < flags (flags with value None are not given)."""
-    values = load_yaml(config_path) if config_path else {}
+def resolve(
+    cls,
+    config_path: str | None = None,
+    assignments: list[str] | None = None,
+    flags: dict | None = None,
+    defaults: dict | None = None,
+):
+    """defaults < `defaults` (e.g. an adapter's base model) < YAML < --set < flags (None flags are not given)."""
+    values = merge(_drop_none(defaults or {}), load_yaml(config_path) if config_path else {})
     values = merge(values, parse_assignments(assignments or []))
     values = merge(values, _drop_none(flags or {}))
     return build(cls, values)

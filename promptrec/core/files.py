@@ -13,8 +13,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from promptrec.core.errors import ConfigError, DataError
@@ -125,9 +126,51 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def write_json(path: str | Path, data: dict) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated record behind."""
+def read_jsonl(path: Path, fix: str) -> Iterator[tuple[int, dict]]:
+    """(1-based line number, object) of every non-blank line of a JSON-lines file we or the user wrote.
+
+    The one reader of such files: a line that is not a JSON object is a `DataError` naming the file,
+    the line and `fix` (what to do about it).
+    """
+    for line_no, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); {fix}") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}; {fix}")
+        yield line_no, record
+
+
+def write_lines_atomic(path: str | Path, lines: Iterable[str]) -> None:
+    """The one atomic writer: lines go to a temporary sibling, which is fsynced and renamed over `path`.
+
+    A crash mid-write never leaves a truncated file behind; readers see the old file or the new one.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_lines_atomic(path, [text])
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict], **dumps) -> None:
+    """JSON lines, one object per row, atomically (`dumps` go to json.dumps, e.g. sort_keys=True)."""
+    write_lines_atomic(path, (json.dumps(row, **dumps) + "\n" for row in rows))
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """A JSON record, atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 from promptrec.core.config import to_dict
 from promptrec.core.errors import ConfigError
 from promptrec.core.records import provenance, template_record
-from promptrec.lm.adapter import read_run_record, resolve_template_name
+from promptrec.lm.adapter import open_adapter, template_name_for
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.loading import load_model
 from promptrec.lm.scoring import Scorer
@@ -30,28 +30,29 @@ class EvalConfig:
     split: str = "test"
     limit: int = 0  # 0 = every example; N = a seeded sample of N (for quick CPU runs)
     limit_seed: int = 0  # seed of that sample, so runs with the same limit compare like for like
-    batch_size: int = 16
+    score_batch_size: int = 16  # prompts per forward pass
     probabilities: bool = False  # predictions.jsonl rows also carry "probability" = sigmoid(score)
     reliability_plot: bool = True  # write reliability.png (calibration diagram; needs matplotlib)
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
-        if self.limit < 0 or self.batch_size < 1:
-            raise ConfigError("limit must be >= 0 and batch_size >= 1")
+        if self.limit < 0 or self.score_batch_size < 1:
+            raise ConfigError("limit must be >= 0 and score_batch_size >= 1")
 
 
 def evaluate(
     config: EvalConfig,
     examples: list[dict],
     out_dir: str | Path,
-    adapter_dir=None,
+    adapter=None,
     data_record: dict | None = None,
     progress: bool = False,
 ) -> dict:
     """Score `examples`, write predictions/metrics/config to `out_dir`, return the metrics."""
 
     start = time.perf_counter()
-    template = load_template(resolve_template_name(config, adapter_dir))
+    adapter = open_adapter(adapter)
+    template = load_template(template_name_for(config.template, adapter, default="tallrec_plain"))
     examples = select_examples(examples, config.limit, config.limit_seed)
     for ex in examples:
         if ex.get("label") not in (0, 1):
@@ -63,8 +64,8 @@ def evaluate(
         template.render(examples[0])
     if config.reliability_plot:
         _require_matplotlib()
-    model, tokenizer = load_model(config.model, adapter_dir=adapter_dir)
-    scores = Scorer(model, tokenizer, template, config.batch_size).score(examples, progress=progress)
+    model, tokenizer = load_model(config.model, adapter)
+    scores = Scorer(model, tokenizer, template, config.score_batch_size).score(examples, progress=progress)
     metrics = pointwise_metrics([ex["label"] for ex in examples], scores, [ex.get("user_id") for ex in examples])
     metrics["seconds"] = time.perf_counter() - start
     if config.reliability_plot:
@@ -77,8 +78,8 @@ def evaluate(
         {
             "kind": "evaluate",
             "config": to_dict(config),
-            "adapter": str(adapter_dir) if adapter_dir else None,
-            "adapter_record": read_run_record(adapter_dir) if adapter_dir else None,
+            "adapter": str(adapter.path) if adapter else None,
+            "adapter_record": adapter.record if adapter else None,
             "template": template_record(template),
             "data": data_record or {},
             **provenance(),

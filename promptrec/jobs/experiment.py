@@ -57,7 +57,7 @@ class ExperimentConfig:
     loss: str = "lm"  # training loss of every few-shot cell: lm | bce
     limit: int = 0  # score a seeded sample of N examples of `split` (0 = all), the same for every cell
     limit_seed: int = 0  # seed of that sample
-    eval_batch_size: int = 16  # batch size when scoring `split`
+    score_batch_size: int = 16  # prompts per forward pass when scoring `split`
     baselines: bool = True  # classic baselines at each K and on the whole train split (a ceiling)
     tensorboard: bool = False  # per-epoch curves under OUT/tensorboard (needs `pip install tensorboard`)
     train: TrainConfig = field(default_factory=TrainConfig)  # training settings; the grid sets template/shots/seed/loss
@@ -74,8 +74,8 @@ class ExperimentConfig:
                 raise ConfigError(f"`{name}` lists a value twice ({list(values)}); list each once")
         if min(self.shots) < 0:
             raise ConfigError(f"shots {list(self.shots)} must be >= 0 (0 = zero-shot)")
-        if self.limit < 0 or self.eval_batch_size < 1:
-            raise ConfigError("limit must be >= 0 (0 = all examples) and eval_batch_size >= 1")
+        if self.limit < 0 or self.score_batch_size < 1:
+            raise ConfigError("limit must be >= 0 (0 = all examples) and score_batch_size >= 1")
 
 
 def load_experiment_config(
@@ -187,7 +187,7 @@ def expand_grid(config: ExperimentConfig, template_names: list[str]) -> list[Cel
                 split=config.split,
                 limit=config.limit,
                 limit_seed=config.limit_seed,
-                batch_size=config.eval_batch_size,
+                score_batch_size=config.score_batch_size,
                 model=model,
             )
             for k in sorted(config.shots):

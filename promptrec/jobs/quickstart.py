@@ -30,7 +30,7 @@ def run(source: Path, out: Path, template: str, shots: int, epochs: int, limit: 
     adapter = out / f"adapter-{template}-{shots}shot"
     train(config, load_split(data_dir, "train"), load_split(data_dir, "valid"), adapter, progress=True)
     say(f"[3/4] adapter saved to {adapter}")
-    tuned = evaluate(eval_config, test, out / "few-shot", adapter_dir=adapter, data_record=record, progress=True)
+    tuned = evaluate(eval_config, test, out / "few-shot", adapter=adapter, data_record=record, progress=True)
     say(f"[4/4] {shots}-shot AUC {tuned['auc']:.4f}\n")
     say(results_table({"zero-shot": zero, f"{shots}-shot LoRA": tuned}, template))
     say(ranked_list(out / "few-shot" / "predictions.jsonl", test))

@@ -25,9 +25,9 @@ import numpy as np
 
 from promptrec.core.config import to_dict
 from promptrec.core.errors import ConfigError, DataError
-from promptrec.core.files import write_json
+from promptrec.core.files import read_jsonl, write_json, write_jsonl
 from promptrec.core.records import provenance, template_record
-from promptrec.lm.adapter import adapter_sha256, resolve_template_name
+from promptrec.lm.adapter import Adapter, open_adapter, template_name_for
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.distributed import gather_objects, process_state
 from promptrec.lm.loading import load_model
@@ -42,14 +42,16 @@ class RankConfig:
     template: str | None = None  # None: the adapter's training template, else movie_next
     split: str = "test"  # whose contexts (history up to the held-out item) the prompts show
     top_k: int = 0  # items kept per user in the output; 0 keeps every candidate
-    batch_size: int = 10  # candidates packed per forward pass after the prefix (~10 is fastest on CPU; raise on GPUs)
+    candidates_per_pass: int = (
+        10  # packed into one forward pass after the prefix (~10 is fastest on CPU; raise on GPUs)
+    )
     min_prefix_tokens: int = 8  # a shorter common prefix scores full prompts (no cache reuse)
     probabilities: bool = False  # also write sigmoid(score) per item (calibrated if trained with BCE)
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
-        if self.top_k < 0 or self.batch_size < 1 or self.min_prefix_tokens < 1:
-            raise ConfigError("top_k must be >= 0, batch_size >= 1 and min_prefix_tokens >= 1")
+        if self.top_k < 0 or self.candidates_per_pass < 1 or self.min_prefix_tokens < 1:
+            raise ConfigError("top_k must be >= 0, candidates_per_pass >= 1 and min_prefix_tokens >= 1")
 
 
 def parts_dir(out_path: Path) -> Path:
@@ -60,13 +62,13 @@ def run_record_path(out_path: Path) -> Path:
     return out_path.with_name(out_path.name + ".run.json")
 
 
-def _identity(config: RankConfig, template, candidates_sha256: str, adapter_dir, data_dir: Path) -> dict:
+def _identity(config: RankConfig, template, candidates_sha256: str, adapter: Adapter | None, data_dir: Path) -> dict:
     """What makes two runs the same job; scores from different jobs must never share a file."""
     return {
         "candidates_sha256": candidates_sha256,
         "template": template_record(template) | {"path": None},
-        "adapter": str(adapter_dir) if adapter_dir else None,
-        "adapter_sha256": adapter_sha256(adapter_dir),
+        "adapter": str(adapter.path) if adapter else None,
+        "adapter_sha256": adapter.weights_sha256() if adapter else None,
         "model": to_dict(config.model),
         "split": config.split,
         "data_dir": str(data_dir),
@@ -103,14 +105,29 @@ def done_users(out_path: Path, repair: bool) -> set[str]:
     """Users already written to any part file; with `repair`, cut a torn last line off each file."""
     done: set[str] = set()
     for part in sorted(parts_dir(out_path).glob("shard-*.jsonl")):
-        data = part.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]  # a kill can leave a last line without its newline
-        if repair and len(complete) != len(data):
-            with part.open("r+b") as handle:
-                handle.truncate(len(complete))
-        for line in complete.decode("utf-8").splitlines():
-            done.add(json.loads(line)["user_id"])
+        if repair:
+            data = part.read_bytes()
+            complete = data[: data.rfind(b"\n") + 1]  # a kill can leave a last line without its newline
+            if len(complete) != len(data):
+                with part.open("r+b") as handle:
+                    handle.truncate(len(complete))
+    for part in sorted(parts_dir(out_path).glob("shard-*.jsonl")):
+        done.update(row["user_id"] for _, row in part_rows(part))
     return done
+
+
+PART_FIX = (
+    "the part file is corrupt there; delete that line and the ones after it, then rerun with --resume "
+    "(those users are scored again), or start over with --overwrite"
+)
+
+
+def part_rows(part: Path):
+    """(line number, row) of a part file's finished users; a corrupt line is an error naming it."""
+    for line_no, row in read_jsonl(part, PART_FIX):
+        if "user_id" not in row or "items" not in row:
+            raise DataError(f"{part}:{line_no}: not a ranked row; {PART_FIX}")
+        yield line_no, row
 
 
 def ranked_row(user_id: str, items: list[str], scores: np.ndarray, top_k: int, probabilities: bool) -> dict:
@@ -124,19 +141,16 @@ def ranked_row(user_id: str, items: list[str], scores: np.ndarray, top_k: int, p
 
 def merge_parts(out_path: Path, user_order: list[str]) -> int:
     """Write the parts into `out_path` in candidate-file order; every user exactly once."""
-    rows: dict[str, str] = {}
+    rows: dict[str, dict] = {}
     for part in sorted(parts_dir(out_path).glob("shard-*.jsonl")):
-        for line in part.read_text(encoding="utf-8").splitlines():
-            user = json.loads(line)["user_id"]
-            if user in rows:
-                raise DataError(f"{part}: user {user!r} was ranked twice; rerun with --overwrite")
-            rows[user] = line
+        for line_no, row in part_rows(part):
+            if row["user_id"] in rows:
+                raise DataError(f"{part}:{line_no}: user {row['user_id']!r} was ranked twice; rerun with --overwrite")
+            rows[row["user_id"]] = row
     missing = [u for u in user_order if u not in rows]
     if missing:
         raise DataError(f"{out_path}: {len(missing)} users were not ranked (e.g. {missing[0]!r}); rerun with --resume")
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text("".join(rows[u] + "\n" for u in user_order), encoding="utf-8")
-    tmp.replace(out_path)
+    write_jsonl(out_path, (rows[u] for u in user_order))
     for part in parts_dir(out_path).glob("*"):
         part.unlink()
     parts_dir(out_path).rmdir()
@@ -148,7 +162,7 @@ def rank(
     data_dir,
     candidates_path,
     out_path,
-    adapter_dir=None,
+    adapter=None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
@@ -159,11 +173,12 @@ def rank(
     out_path, data_dir = Path(out_path), Path(data_dir)
     catalog = load_catalog(data_dir)
     candidates = load_candidates(candidates_path, catalog, config.split)
-    template = load_template(resolve_template_name(config, adapter_dir, default="movie_next"))
+    adapter = open_adapter(adapter)
+    template = load_template(template_name_for(config.template, adapter, default="movie_next"))
     contexts, builder = catalog.contexts(config.split), CandidateExamples(catalog)
     first = candidates.rows[0]
     template.render(_examples(builder, contexts, first)[0])  # a template/data mismatch fails before the model loads
-    identity = _identity(config, template, candidates.sha256, adapter_dir, data_dir)
+    identity = _identity(config, template, candidates.sha256, adapter, data_dir)
     if state.is_main_process:
         prepare_output(out_path, identity, resume, overwrite)
         done_users(out_path, repair=True)  # cut torn lines once, before every process reads the parts
@@ -171,7 +186,7 @@ def rank(
     done = done_users(out_path, repair=False)
     todo = [row for row in candidates.rows if row["user_id"] not in done]
     mine = todo[state.process_index :: state.num_processes]
-    stats = _score_rows(config, template, adapter_dir, builder, contexts, mine, out_path, state, progress)
+    stats = _score_rows(config, template, adapter, builder, contexts, mine, out_path, state, progress)
     state.wait_for_everyone()
     stats = _combine(stats, state)
     summary = {
@@ -206,7 +221,7 @@ def _examples(builder, contexts: dict, row: dict) -> list[dict]:
     return examples
 
 
-def _score_rows(config, template, adapter_dir, builder, contexts, rows, out_path, state, progress) -> dict:
+def _score_rows(config, template, adapter, builder, contexts, rows, out_path, state, progress) -> dict:
     """Score this process's users, appending each finished user to its part file."""
     from tqdm.auto import tqdm
 
@@ -218,8 +233,8 @@ def _score_rows(config, template, adapter_dir, builder, contexts, rows, out_path
     }
     if not rows:
         return stats
-    model, tokenizer = load_model(config.model, adapter_dir=adapter_dir)
-    scorer = Scorer(model, tokenizer, template, config.batch_size)
+    model, tokenizer = load_model(config.model, adapter)
+    scorer = Scorer(model, tokenizer, template, candidates_per_pass=config.candidates_per_pass)
     part = parts_dir(out_path) / f"shard-{state.process_index}.jsonl"
     with part.open("a", encoding="utf-8") as handle:
         for row in tqdm(rows, desc="ranking", unit="user", disable=not (progress and state.is_main_process)):

@@ -6,11 +6,10 @@ Reads the ranked file (one user per line) and scores it against the split's held
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from promptrec.core.errors import DataError
-from promptrec.core.files import read_text, write_json
+from promptrec.core.files import read_jsonl, write_json
 from promptrec.core.records import provenance
 from promptrec.jobs.rank import parts_dir
 from promptrec.metrics.ranking import ranking_metrics
@@ -25,16 +24,10 @@ def read_ranked(path) -> dict[str, list[str]]:
         hint = " (an unfinished run: finish it with `promptrec rank ... --resume`)" if parts_dir(path).is_dir() else ""
         raise DataError(f"{path}: no such ranked file{hint}; write one with `promptrec rank`")
     ranked = {}
-    for line_no, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            user, items = str(row["user_id"]), [str(i) for i in row["items"]]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise DataError(
-                f'{path}:{line_no}: expected {{"user_id": ..., "items": [...]}}; is this a rank output?'
-            ) from None
+    for line_no, row in read_jsonl(path, "is this a `promptrec rank` output?"):
+        if "user_id" not in row or not isinstance(row.get("items"), list):
+            raise DataError(f'{path}:{line_no}: expected {{"user_id": ..., "items": [...]}}; is this a rank output?')
+        user, items = str(row["user_id"]), [str(i) for i in row["items"]]
         if user in ranked:
             raise DataError(f"{path}:{line_no}: user {user!r} appears twice; rank again with --overwrite")
         ranked[user] = items

@@ -1,69 +1,86 @@
-"""A trained LoRA adapter as one concept: its directory, its run record, its base model and template.
+"""A trained LoRA adapter as one object: its directory, its run record, its base model and template.
 
 Anything that loads an adapter asks here: which base model it was trained on (a mismatch is a one-line
 error before the slow model load), which template it was trained with, and the hash of its weights
-(for ranking jobs' identities). PEFT attaches the weights.
+(for ranking jobs' identities). PEFT attaches the weights. An adapter without promptrec's run record
+(a foreign PEFT adapter) has an empty record: it works, but names neither base model nor template.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from promptrec.core.errors import ModelError, first_line
 from promptrec.core.files import file_sha256
+from promptrec.core.lazy import LazyModule
 from promptrec.lm.config import ModelConfig
 
+peft = LazyModule("peft")
 
-def resolve_template_name(config, adapter_dir: str | Path | None, default: str = "tallrec_plain") -> str:
-    if config.template:
-        return config.template
-    if adapter_dir is not None:
-        trained = read_run_record(adapter_dir).get("template", {}).get("name")
-        if trained:
-            return trained
-    return default
+RUN_RECORD = "promptrec_run.json"  # written last by `train`, beside PEFT's files
 
 
-RUN_RECORD = "promptrec_run.json"
+@dataclass(frozen=True)
+class Adapter:
+    path: Path
+    record: dict  # the run record; {} for a foreign PEFT adapter
+
+    @classmethod
+    def open(cls, path: str | Path) -> Adapter:
+        path = Path(path)
+        if not (path / "adapter_config.json").exists():
+            raise ModelError(
+                f"{path} is not a PEFT adapter (no adapter_config.json); pass the --out dir of `promptrec train`"
+            )
+        record_path = path / RUN_RECORD
+        try:
+            record = json.loads(record_path.read_text()) if record_path.exists() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelError(f"{record_path} is not valid JSON; retrain the adapter or restore the file") from None
+        return cls(path, record if isinstance(record, dict) else {})
+
+    @property
+    def base_model(self) -> str | None:
+        """The model spec the adapter was trained on (None if the record does not say)."""
+        return self.record.get("model", {}).get("model")
+
+    @property
+    def template_name(self) -> str | None:
+        return self.record.get("template", {}).get("name")
+
+    def weights_sha256(self) -> str | None:
+        weights = sorted(self.path.glob("adapter_model.*"))
+        return file_sha256(weights[0]) if weights else None
+
+    def check_base(self, config: ModelConfig) -> None:
+        """Refuse a base model other than the one the adapter was trained on, before any slow load."""
+        if self.base_model is not None and self.base_model != config.model:
+            raise ModelError(
+                f"adapter {self.path} was trained on model {self.base_model!r}, not {config.model!r}; "
+                f"pass --model {self.base_model}"
+            )
+
+    def attach(self, model, config: ModelConfig, trainable: bool = False):
+        """Attach the weights; a wrong base model is a clear error, not a shape traceback."""
+        self.check_base(config)
+        try:
+            return peft.PeftModel.from_pretrained(model, str(self.path), is_trainable=trainable)
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise ModelError(
+                f"adapter {self.path} does not fit model {config.model!r} ({first_line(error)[:200]}); "
+                "pass the --model it was trained on"
+            ) from None
 
 
-def read_run_record(adapter_dir: str | Path) -> dict:
-    path = Path(adapter_dir) / RUN_RECORD
-    return json.loads(path.read_text()) if path.exists() else {}
+def open_adapter(path: str | Path | Adapter | None) -> Adapter | None:
+    """An `Adapter` from a path (or None for zero-shot); an `Adapter` passes through."""
+    if path is None or isinstance(path, Adapter):
+        return path
+    return Adapter.open(path)
 
 
-def check_adapter(adapter_dir: str | Path, config: ModelConfig) -> None:
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise ModelError(
-            f"{adapter_dir} is not a PEFT adapter (no adapter_config.json); pass the --out dir of `promptrec train`"
-        )
-    trained_on = read_run_record(adapter_dir).get("model", {}).get("model")
-    if trained_on is not None and trained_on != config.model:
-        raise ModelError(
-            f"adapter {adapter_dir} was trained on model {trained_on!r}, not {config.model!r}; "
-            f"pass --model {trained_on}"
-        )
-
-
-def attach_adapter(model, adapter_dir: str | Path, config: ModelConfig, trainable: bool = False):
-    """Attach a saved LoRA adapter; a wrong base model is a clear error, not a shape traceback."""
-    from peft import PeftModel
-
-    check_adapter(adapter_dir, config)
-    try:
-        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise ModelError(
-            f"adapter {adapter_dir} does not fit model {config.model!r} ({first_line(error)[:200]}); "
-            "pass the --model it was trained on"
-        ) from None
-
-
-def adapter_sha256(adapter_dir) -> str | None:
-    if adapter_dir is None:
-        return None
-
-    weights = sorted(Path(adapter_dir).glob("adapter_model.*"))
-    return file_sha256(weights[0]) if weights else None
+def template_name_for(template: str | None, adapter: Adapter | None, default: str) -> str:
+    """The template to render with: the one asked for, else the adapter's own, else `default`."""
+    return template or (adapter.template_name if adapter else None) or default

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptrec.core.errors import ConfigError, ModelError, first_line
-from promptrec.lm.adapter import attach_adapter, check_adapter
+from promptrec.lm.adapter import Adapter, open_adapter
 from promptrec.lm.config import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_PACKAGE, ModelConfig
 
 
@@ -130,12 +130,16 @@ def resolve_dtype(config: ModelConfig, device: str):
     return getattr(torch, config.dtype)
 
 
-def load_model(config: ModelConfig, adapter_dir: str | Path | None = None, trainable: bool = False):
-    """Return (model, tokenizer) in eval mode unless `trainable` (then the adapter stays trainable)."""
+def load_model(config: ModelConfig, adapter: Adapter | str | Path | None = None, trainable: bool = False):
+    """Return (model, tokenizer) in eval mode unless `trainable` (then the adapter stays trainable).
+
+    `adapter` is an `Adapter` or its directory; its base model is checked before the slow model load.
+    """
     from transformers import AutoModelForCausalLM
 
-    if adapter_dir is not None:
-        check_adapter(adapter_dir, config)  # before the slow model load
+    adapter = open_adapter(adapter)
+    if adapter is not None:
+        adapter.check_base(config)  # before the slow model load
     source = resolve_source(config.model)
     device = resolve_device(config)
     dtype = resolve_dtype(config, device)
@@ -154,8 +158,8 @@ def load_model(config: ModelConfig, adapter_dir: str | Path | None = None, train
     _cache_converted(source, model, tokenizer)
     if config.quantization == "none":
         model.to(device)
-    if adapter_dir is not None:
-        model = attach_adapter(model, adapter_dir, config, trainable=trainable)
+    if adapter is not None:
+        model = adapter.attach(model, config, trainable=trainable)
     if not trainable:
         model.eval()
     return model, tokenizer

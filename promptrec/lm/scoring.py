@@ -209,13 +209,13 @@ def score_shared_prefix(
     sequences: list[list[int]],
     answers: AnswerIds,
     pad_id: int,
-    batch_size: int = 32,
+    candidates_per_pass: int = 32,
     min_prefix_tokens: int = 8,
 ) -> tuple[np.ndarray, int]:
     """Log-odds of prompts that share a prefix, and the prefix length used (0: plain scoring).
 
     The prefix runs once (batch 1) into a KV cache. Then, with sdpa/eager attention, up to
-    `batch_size` continuations are packed into ONE row after it: a block mask lets each token see
+    `candidates_per_pass` continuations are packed into ONE row after it: a block mask lets each token see
     the prefix and the earlier tokens of its own continuation only, positions restart after the
     prefix for every continuation, and only the answer positions reach the vocab projection. No
     padding and no copies of the prefix cache per candidate. Other attention kernels (flash) take
@@ -223,7 +223,7 @@ def score_shared_prefix(
     """
     prefix_len = min(common_prefix_length(sequences), min(len(s) for s in sequences) - 1)
     if len(sequences) < 2 or prefix_len < min_prefix_tokens:
-        return score_sequences(model, sequences, answers, pad_id, batch_size), 0
+        return score_sequences(model, sequences, answers, pad_id, candidates_per_pass), 0
     device = model_device(model)
     argument = _cache_argument(model)
     out = model(input_ids=torch.tensor([sequences[0][:prefix_len]], device=device), use_cache=True, logits_to_keep=1)
@@ -231,8 +231,8 @@ def score_shared_prefix(
     rows, targets = _answer_rows([s[prefix_len:] for s in sequences], answers)
     step = _packed_log_probs if takes_custom_masks(model) else _batched_log_probs
     values = np.zeros(len(rows), dtype=np.float64)
-    for start in range(0, len(rows), batch_size):
-        chunk = list(range(start, min(start + batch_size, len(rows))))
+    for start in range(0, len(rows), candidates_per_pass):
+        chunk = list(range(start, min(start + candidates_per_pass, len(rows))))
         cache = copy.deepcopy(prefix_cache)  # the forward appends to it; the prefix stays pristine
         log_probs = step(model, cache, argument, prefix_len, [rows[i] for i in chunk], [targets[i] for i in chunk])
         for row, index in enumerate(chunk):  # log_probs[row]: (positions kept for that row, vocab)
@@ -308,9 +308,10 @@ def _batched_log_probs(model, cache, argument: str, prefix_len: int, rows, targe
 class Scorer:
     """Renders examples with one template and scores them with one model: the only inference path."""
 
-    def __init__(self, model, tokenizer, template, batch_size: int = 8):
+    def __init__(self, model, tokenizer, template, score_batch_size: int = 8, candidates_per_pass: int = 10):
         self.model, self.tokenizer, self.template = model, tokenizer, template
-        self.batch_size = batch_size
+        self.score_batch_size = score_batch_size  # prompts per forward pass (`score`)
+        self.candidates_per_pass = candidates_per_pass  # continuations packed after a shared prefix (`score_group`)
         self.answers = answer_ids(tokenizer, template.choices, template.name)
 
     def encode(self, example: dict) -> list[int]:
@@ -320,11 +321,16 @@ class Scorer:
         """Scores of examples that share a context (one user's candidates), reusing their common prefix."""
         sequences = [self.encode(example) for example in examples]
         return score_shared_prefix(
-            self.model, sequences, self.answers, self.tokenizer.pad_token_id, self.batch_size, min_prefix_tokens
+            self.model,
+            sequences,
+            self.answers,
+            self.tokenizer.pad_token_id,
+            self.candidates_per_pass,
+            min_prefix_tokens,
         )
 
     def score(self, examples: list[dict], progress: bool = False) -> np.ndarray:
         sequences = [self.encode(example) for example in examples]
         return score_sequences(
-            self.model, sequences, self.answers, self.tokenizer.pad_token_id, self.batch_size, progress=progress
+            self.model, sequences, self.answers, self.tokenizer.pad_token_id, self.score_batch_size, progress=progress
         )

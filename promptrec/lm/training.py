@@ -53,12 +53,12 @@ class TrainConfig:
     loss: str = "lm"  # lm: cross-entropy on the answer tokens only; bce: on the yes/no log-odds
     learning_rate: float = 1e-3  # the rate of the README runs on the 135M model (TALLRec uses 1e-4 at 7B)
     num_epochs: int = 8  # upper bound; early stopping usually ends sooner
-    batch_size: int = 8  # global batch, split across processes
+    batch_size: int = 8  # examples per optimizer step (global batch, split across processes)
     warmup_ratio: float = 0.1  # fraction of steps with linearly rising learning rate
     weight_decay: float = 0.0
     valid_examples: int = 128  # seeded sample of the valid split scored after each epoch (0 = no early stop)
     patience: int = 3  # epochs without a valid-AUC gain before stopping
-    score_batch_size: int = 16  # batch size when scoring validation examples
+    score_batch_size: int = 16  # prompts per forward pass when scoring validation examples
     lora: LoraSettings = field(default_factory=LoraSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -233,7 +233,7 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
         )
     set_seed(config.seed)
     model, tokenizer = load_model(config.model, trainable=True)
-    scorer = Scorer(model, tokenizer, template, config.score_batch_size)
+    scorer = Scorer(model, tokenizer, template, score_batch_size=config.score_batch_size)
     if config.loss == "bce" and not scorer.answers.single_token:
         raise ConfigError(f"loss=bce needs single-token answers; template {template.name} has {template.choices}")
     model = add_lora(model, config)

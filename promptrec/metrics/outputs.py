@@ -6,10 +6,9 @@ format and `metrics.summary` reads either.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from promptrec.core.files import write_json
+from promptrec.core.files import write_json, write_jsonl
 from promptrec.metrics.pointwise import sigmoid
 
 
@@ -17,14 +16,15 @@ def write_outputs(out_dir: Path, examples, scores, metrics: dict, record: dict, 
     """predictions.jsonl (with sigmoid(score) as "probability" when asked), metrics.json, config.json."""
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "predictions.jsonl.tmp"
-    with tmp.open("w") as handle:
-        for ex, score in zip(examples, scores):
-            row = {"example_id": ex.get("example_id"), "label": int(ex["label"]), "score": float(score)}
-            if probabilities:
-                row["probability"] = float(sigmoid([score])[0])
-            row.update({k: ex[k] for k in ("user_id", "item_id") if ex.get(k) is not None})
-            handle.write(json.dumps(row, sort_keys=True) + "\n")
-    tmp.replace(out_dir / "predictions.jsonl")
+    write_jsonl(out_dir / "predictions.jsonl", prediction_rows(examples, scores, probabilities), sort_keys=True)
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "config.json", record)
+
+
+def prediction_rows(examples, scores, probabilities: bool):
+    for ex, score in zip(examples, scores):
+        row = {"example_id": ex.get("example_id"), "label": int(ex["label"]), "score": float(score)}
+        if probabilities:
+            row["probability"] = float(sigmoid([score])[0])
+        row.update({k: ex[k] for k in ("user_id", "item_id") if ex.get(k) is not None})
+        yield row

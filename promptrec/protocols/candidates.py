@@ -9,12 +9,11 @@ Candidate order is shuffled with a recorded per-user seed (retriever order would
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from promptrec.core.errors import ConfigError, DataError
-from promptrec.core.files import file_sha256, read_text
+from promptrec.core.files import file_sha256, read_jsonl, write_json, write_jsonl
 from promptrec.protocols.next_item import Catalog
 
 # search: the purchase + random unseen items, with a query; its own order is lexical (query overlap)
@@ -52,13 +51,11 @@ def write_candidates(rows: list[dict], record: dict, out_path, retriever_ranked_
         if any("retriever_order" not in row for row in rows):
             raise ConfigError("these candidate rows carry no retriever order; drop --retriever-ranked")
         ranked = [{"user_id": row["user_id"], "items": row["retriever_order"]} for row in rows]
-        Path(retriever_ranked_path).write_text("".join(json.dumps(r) + "\n" for r in ranked), encoding="utf-8")
-    rows = [{k: v for k, v in row.items() if k != "retriever_order"} for row in rows]
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(out_path)
-    record = record | {"sha256": file_sha256(out_path), "file": out_path.name}
-    protocol_path(out_path).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_jsonl(retriever_ranked_path, ranked)
+    write_jsonl(
+        out_path, ({k: v for k, v in row.items() if k != "retriever_order"} for row in rows), ensure_ascii=False
+    )
+    write_json(protocol_path(out_path), record | {"sha256": file_sha256(out_path), "file": out_path.name})
 
 
 @dataclass
@@ -75,10 +72,9 @@ def load_candidates(path, catalog: Catalog, split: str) -> CandidateFile:
         raise DataError(f"{path}: no such candidate file; write one with `promptrec candidates`")
     users = catalog.contexts(split)
     rows, seen_users, num_empty = [], set(), 0
-    for line_no, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        row = _parse_row(path, line_no, line)
+    for line_no, row in read_jsonl(path, 'one {"user_id": ..., "candidates": [item ids]} object per line'):
+        if "user_id" not in row or not isinstance(row.get("candidates"), list):
+            raise DataError(f'{path}:{line_no}: expected {{"user_id": ..., "candidates": [item ids]}}; fix this line')
         user, items = str(row["user_id"]), [str(i) for i in row["candidates"]]
         where = f"{path}:{line_no}"
         if user not in users:
@@ -101,13 +97,3 @@ def load_candidates(path, catalog: Catalog, split: str) -> CandidateFile:
     if not rows:
         raise DataError(f"{path}: no user has any candidates; write candidates with `promptrec candidates`")
     return CandidateFile(rows, file_sha256(path), num_empty)
-
-
-def _parse_row(path: Path, line_no: int, line: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); one JSON object per line") from None
-    if not isinstance(row, dict) or "user_id" not in row or not isinstance(row.get("candidates"), list):
-        raise DataError(f'{path}:{line_no}: expected {{"user_id": ..., "candidates": [item ids]}}; fix this line')
-    return row

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from promptrec import __version__
 from promptrec.core.errors import ConfigError, DataError
-from promptrec.core.files import file_sha256, read_text
+from promptrec.core.files import file_sha256, read_jsonl, read_text
 from promptrec.data.dataset import Dataset, Interaction
 from promptrec.knowledge.graph import attach_knowledge, load_budget, load_graph, select_facts
 from promptrec.protocols.splits import MANIFEST_NAME, load_split, write_prepared
@@ -207,14 +207,7 @@ def load_catalog(data_dir) -> Catalog:
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: missing; prepare the directory again with `--protocol next-item`")
-    rows = []
-    for line_no, line in enumerate(read_text(path).split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); prepare the data again") from None
-    return rows
+    return [row for _, row in read_jsonl(path, "prepare the directory again with `--protocol next-item`")]
 
 
 class CandidateExamples:

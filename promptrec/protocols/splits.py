@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from promptrec.core.errors import DataError
-from promptrec.core.files import file_sha256, read_text
+from promptrec.core.files import file_sha256, read_jsonl, read_text
 
 SPLITS = ("train", "valid", "test")
 
@@ -100,14 +100,8 @@ def load_split(path, split: str = "test") -> list[dict]:
 
 def load_examples_jsonl(path: Path) -> list[dict]:
     examples = []
-    for line_no, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            example = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); prepare the data again") from None
-        missing = [k for k in ("example_id", "label") if not isinstance(example, dict) or k not in example]
+    for line_no, example in read_jsonl(path, "prepare the data again"):
+        missing = [k for k in ("example_id", "label") if k not in example]
         if missing:
             raise DataError(
                 f"{path}:{line_no}: not a prepared example (no {missing[0]!r}); "
