@@ -8,6 +8,7 @@ import json
 import pytest
 
 from promptrec.cli.main import main
+from promptrec.lm.adapter import Adapter
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.loading import load_model
 from promptrec.lm.scoring import Scorer
@@ -76,8 +77,12 @@ def test_embedded_model_trains_saves_reloads_and_evaluates(ml_prepared, tmp_path
 
     model, tokenizer = load_model(ModelConfig(), adapter=adapter)
     by_id = {ex["example_id"]: ex for ex in load_split(ml_prepared, "test")}
-    rescored = Scorer(model, tokenizer, load_template("tallrec_plain")).score([by_id[r["example_id"]] for r in tuned])
+    wide = Adapter.open(adapter).wide
+    assert wide is not None, "ML-100K examples carry features, so train fits the hybrid by default"
+    scorer = Scorer(model, tokenizer, load_template("tallrec_plain"), wide=wide)
+    rescored = scorer.score([by_id[r["example_id"]] for r in tuned])
     assert rescored == pytest.approx([r["score"] for r in tuned], abs=1e-4)
+    assert [r["llm_score"] + r["wide_score"] for r in tuned] == pytest.approx([r["score"] for r in tuned], abs=1e-9)
 
 
 def test_wrong_base_model_for_adapter_is_a_clear_error(ml_prepared, tmp_path, tiny_model_dir, capsys):

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import promptrec.jobs.sweep
+from promptrec.baselines.classic import LEARNED
 from promptrec.cli.main import main
 from promptrec.core.config import build, merge
 from promptrec.core.errors import ConfigError
@@ -97,7 +98,35 @@ def test_grid_runs_zero_shot_once_per_template_and_model_and_fills_train_configs
     assert cell.evaluate.model == cell.train.model and cell.evaluate.template == "b"
     names = {c.cell_id for c in cells if c.kind != "llm"}
     assert {"baselines/itemknn_16shot-seed0", "baselines/itemknn_full", "baselines/item_like_rate"} <= names
-    assert len(names) == 3 + 4 * 2 * 3 + 4, "heuristics + methods x K x seeds + full ceilings"
+    assert len(names) == 3 + len(LEARNED) * 2 * 3 + len(LEARNED), "heuristics + methods x K x seeds + full ceilings"
+
+
+def test_variants_make_one_cell_each_on_the_same_shots_and_zero_shot_stays_single():
+    config = ExperimentConfig(templates=("a",), shots=(0, 16), seeds=(0, 1), variants=("hybrid", "llm"), loss="bce")
+    llm = [c for c in expand_grid(config, ["a"]) if c.kind == "llm"]
+    assert [c.cell_id for c in llm] == [
+        "embedded/a/0shot", "embedded/a/16shot-seed0", "embedded/a/16shot-seed1",
+        "embedded/a+llm/16shot-seed0", "embedded/a+llm/16shot-seed1",
+    ]  # fmt: skip
+    hybrid, pure = llm[1], llm[3]
+    assert (hybrid.train.wide.mode, pure.train.wide.mode) == ("auto", "off")
+    assert replace(hybrid.train, wide=pure.train.wide) == pure.train, "the same shots, seed and settings otherwise"
+    assert hybrid.template == pure.template == "a"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"loss": "lm", "variants": ["hybrid", "llm"]}, "loss: lm trains the pure LLM only"),
+        ({"variants": ["wide"]}, "variant 'wide' is unknown"),
+        ({"train": {"wide": {"mode": "joint"}}}, "list `variants`"),
+    ],
+)
+def test_impossible_variant_configs_are_errors(tmp_path, values, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match=message):
+        load_experiment_config(path)
 
 
 def test_baselines_can_be_switched_off():
@@ -195,7 +224,9 @@ def test_dry_run_lists_cells_and_trains_nothing(prepared, tiny_model_dir, tmp_pa
 def test_every_cell_leaves_a_record_with_what_reproduces_it(finished):
     out, records, events = finished
     llm = [r for r in records if r["kind"] == "llm"]
-    assert len(llm) == 3 and len(records) == 3 + (3 + 4 * 2 + 4)
+    assert len(llm) == 4 and len(records) == 4 + (3 + len(LEARNED) * 2 + len(LEARNED))
+    ensemble = next(r for r in llm if r["method"].endswith("ensemble"))
+    assert ensemble["members"] == [r["cell"] for r in llm if r["shots"] == 8 and r["seed"] is not None]
     record = json.loads((out / llm[1]["cell"] / "cell.json").read_text())
     assert record["method"] == "tallrec_plain" and record["shots"] == 8 and record["seed"] == 0
     assert len(record["template"]["sha256"]) == 64 and len(record["fingerprint"]) == 64
@@ -205,7 +236,8 @@ def test_every_cell_leaves_a_record_with_what_reproduces_it(finished):
     assert (out / llm[1]["cell"] / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((out / "experiment.json").read_text())["config"]["train"].get("shots") is None
     starts = [e for e in events if e.status == "start"]
-    assert [e.message.split(":")[0] for e in starts] == [f"cell {k}/3 {r['cell']}" for k, r in enumerate(llm, 1)]
+    cells = [r for r in llm if r is not ensemble]
+    assert [e.message.split(":")[0] for e in starts] == [f"cell {k}/3 {r['cell']}" for k, r in enumerate(cells, 1)]
     done = [e for e in events if e.status == "done"]
     assert "ETA" in done[0].message and done[-1].eta_seconds is None
 
@@ -238,12 +270,13 @@ def test_an_unfinished_cell_is_rerun_alone_with_epoch_progress_and_curves(
     finished, prepared, tiny_model_dir, tmp_path, monkeypatch
 ):
     out = copy_of(finished, tmp_path)
-    (out / finished[1][-1]["cell"] / "cell.json").unlink()  # as if killed before the record was written
+    last = next(r for r in reversed(finished[1]) if "members" not in r)  # the last cell (ensembles are derived)
+    (out / last["cell"] / "cell.json").unlink()  # as if killed before the record was written
     calls, events, writer = Calls(monkeypatch), [], Scalars()
     monkeypatch.setattr(promptrec.jobs.sweep, "tensorboard_writer", lambda plan, cell: writer)
     run_experiment(plan_experiment(tiny_config(prepared, tiny_model_dir, out)), report=events.append)
     assert (calls.train, calls.evaluate) == (1, 1)
-    assert (out / finished[1][-1]["cell"] / "cell.json").exists()
+    assert (out / last["cell"] / "cell.json").exists()
     assert [e.message.strip().split(" train_loss")[0] for e in events if e.status == "epoch"] == ["epoch 1/1"]
     assert writer.logged == [("train_loss", 1), ("test_auc", 1)] and writer.closed
 
@@ -297,7 +330,8 @@ def test_summary_statistics_match_the_cell_records(finished):
             assert float(row[f"{metric}_mean"]) == pytest.approx(mean, nan_ok=True)
             assert float(row[f"{metric}_std"]) == pytest.approx(std, nan_ok=True)
     table = (out / "summary.md").read_text()
-    assert "| tallrec_plain | 8 | lm | 2 |" in table and "baseline: itemknn | full" in table
+    assert "| tallrec_plain | 8 | bce | 2 |" in table, "a hybrid by default (the split carries features): bce"
+    assert "| tallrec_plain ensemble | 8 | bce | 1 |" in table and "baseline: itemknn | full" in table
 
 
 def test_summary_of_hand_made_records():

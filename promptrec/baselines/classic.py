@@ -26,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from promptrec.baselines.wide import fit_wide
 from promptrec.core.errors import DataError
 from promptrec.core.records import provenance
 from promptrec.metrics.outputs import write_outputs
 from promptrec.metrics.pointwise import pointwise_metrics
+from promptrec.protocols.features import available_features
 from promptrec.protocols.shots import sample_shots
 
 FEATURES = ("history_like_fraction", "history_mean_rating", "item_like_rate", "log_item_ratings", "user_like_rate")
@@ -47,12 +49,13 @@ LEARNED = {
     "itemknn": "cosine similarity of the target to the liked/disliked history items (pool's ratings)",
     "logreg": "logistic regression on FEATURES",
     "logreg_onehot": "logistic regression on one-hot user/item/genre/demographic features",
+    "wide": "the hybrid's wide part alone: L2 logistic regression on every named feature the shots carry",
 }
 
 
 # Methods whose scores are log-odds; the others are rates or similarities, so log loss and
 # accuracy (which read scores as log-odds) would be meaningless for them.
-PROBABILISTIC = ("popularity", "logreg", "logreg_onehot")
+PROBABILISTIC = ("popularity", "logreg", "logreg_onehot", "wide")
 
 
 POPULARITY_PSEUDO_COUNT = 2.0  # ratings' worth of the pool's like-rate mixed into each item's rate
@@ -242,11 +245,21 @@ def item_knn_scores(train: list[dict], test: list[dict]) -> np.ndarray:
     return scores
 
 
+def wide_scores(train: list[dict], test: list[dict]) -> np.ndarray:
+    """The wide part of a hybrid adapter trained on `train`, alone: the same fit, the same features."""
+    labels = _check_labels(train)
+    names = available_features(train)
+    if not names:
+        raise DataError(f"the {len(train)} training examples carry no usable feature; the wide baseline needs one")
+    return fit_wide(train, labels, names, l2=1.0).logits(test)
+
+
 LEARNERS = {
     "popularity": popularity_scores,
     "itemknn": item_knn_scores,
     "logreg": logistic_scores,
     "logreg_onehot": onehot_logistic_scores,
+    "wide": wide_scores,
 }
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 
 from promptrec.core.config import resolve
 from promptrec.core.errors import ConfigError
-from promptrec.lm.adapter import Adapter
+from promptrec.lm.adapter import Adapter, ensemble_base_model
 from promptrec.lm.config import ModelConfig
 from promptrec.protocols.splits import dataset_checksum, load_split
 
 
-def adapter_defaults(adapter: Adapter | None) -> dict:
-    """Config defaults an adapter implies: its base model (any --config, --set or --model still wins)."""
-    return {"model": {"model": adapter.base_model}} if adapter and adapter.base_model else {}
+def adapter_defaults(adapters: list[Adapter | None]) -> dict:
+    """Config defaults adapters imply: their base model (any --config, --set or --model still wins)."""
+    base_model = ensemble_base_model(adapters)
+    return {"model": {"model": base_model}} if base_model else {}
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

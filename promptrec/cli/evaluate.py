@@ -20,12 +20,13 @@ from promptrec.core.errors import ConfigError
 from promptrec.core.files import refuse_overwrite
 from promptrec.jobs.evaluate import EvalConfig, evaluate
 from promptrec.jobs.ranked_metrics import evaluate_ranked
-from promptrec.lm.adapter import open_adapter
+from promptrec.lm.adapter import open_adapters
 
 EXAMPLES = """examples:
   promptrec evaluate --data data/ml100k --out eval/results/zero-shot          # zero-shot
   promptrec evaluate --data data/ml100k --adapter adapters/plain-64-s0 --out eval/results/plain-64-s0
   promptrec evaluate --data test.json --template alpaca --limit 300 --out eval/results/alpaca
+  promptrec evaluate --data data/ml100k --adapter adapters/s0 adapters/s1 adapters/s2 --out eval/results/ens  # seeds
   promptrec evaluate --ranked runs/ranked.jsonl --data data/ml100k-next --out eval/results/ranked  # NDCG/HR/MRR"""
 
 
@@ -35,7 +36,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json")
     parser.add_argument("--split", help="split to score (default test)")
     parser.add_argument("--ranked", help="a `promptrec rank` output: report NDCG/HR/Recall@K and MRR instead")
-    parser.add_argument("--adapter", help="LoRA adapter dir from `promptrec train` (omit for zero-shot)")
+    parser.add_argument(
+        "--adapter", nargs="+", help="adapter dir from `promptrec train` (omit: zero-shot; several: a seed ensemble)"
+    )
     parser.add_argument("--template", help="template (default: the adapter's, else tallrec_plain)")
     parser.add_argument("--limit", type=int, help="score a seeded sample of N examples (default all)")
     parser.add_argument("--score-batch-size", type=int, help="prompts per forward pass (default 16)")
@@ -57,16 +60,16 @@ def add_parser(sub) -> None:
 def evaluate_command(args) -> int:
     if args.ranked:
         return evaluate_ranked_command(args)
-    adapter = open_adapter(args.adapter)
+    adapters = open_adapters(args.adapter)
     flags = {"split": args.split, "template": args.template, "limit": args.limit} | model_flags(args)
     flags |= {"probabilities": args.probabilities, "reliability_plot": args.reliability_plot}
     flags["score_batch_size"] = args.score_batch_size
-    config = resolve(EvalConfig, args.config, args.set, flags, defaults=adapter_defaults(adapter))
+    config = resolve(EvalConfig, args.config, args.set, flags, defaults=adapter_defaults(adapters))
     refuse_overwrite(resolve_path(args.out), "metrics.json", args.overwrite)
     data = resolve_path(args.data)
     examples = load_examples(data, config.split)
     metrics = evaluate(
-        config, examples, resolve_path(args.out), adapter, data_record(data, config.split), progress=True
+        config, examples, resolve_path(args.out), adapters, data_record(data, config.split), progress=True
     )
     print_json({k: metrics[k] for k in ("auc", "uauc", "logloss", "brier", "ece", "num_examples")})
     return 0

@@ -14,7 +14,7 @@ from promptrec.cli.common import (
 )
 from promptrec.core.config import resolve
 from promptrec.jobs.rank import RankConfig, rank
-from promptrec.lm.adapter import open_adapter
+from promptrec.lm.adapter import open_adapters
 from promptrec.protocols.candidates import CandidateConfig, protocol_path, write_candidates
 from promptrec.protocols.next_item import load_catalog
 
@@ -70,7 +70,7 @@ def add_rank_parser(sub) -> None:
     parser.add_argument("--data", required=True, help="next-item dir from `data prepare ... --protocol next-item`")
     parser.add_argument("--candidates", required=True, help="candidate .jsonl from `promptrec candidates` or your own")
     parser.add_argument("--split", help="whose contexts the prompts show (default test)")
-    parser.add_argument("--adapter", help="LoRA adapter dir (omit for zero-shot)")
+    parser.add_argument("--adapter", nargs="+", help="adapter dir (omit: zero-shot; several: a seed ensemble)")
     parser.add_argument("--template", help="template (default: the adapter's, else movie_next)")
     parser.add_argument("--top-k", type=int, help="keep the top K items per user (default all)")
     parser.add_argument("--probabilities", action="store_true", help="also write sigmoid(score) per item")
@@ -90,11 +90,11 @@ def add_rank_parser(sub) -> None:
 def rank_command(args) -> int:
     flags = {"split": args.split, "template": args.template, "top_k": args.top_k} | model_flags(args)
     flags |= {"probabilities": args.probabilities or None, "candidates_per_pass": args.candidates_per_pass}
-    adapter = open_adapter(args.adapter)
-    config = resolve(RankConfig, args.config, args.set, flags, defaults=adapter_defaults(adapter))
+    adapters = open_adapters(args.adapter)
+    config = resolve(RankConfig, args.config, args.set, flags, defaults=adapter_defaults(adapters))
     summary = rank(
         config, resolve_path(args.data), resolve_path(args.candidates), resolve_path(args.out),
-        adapter, resume=args.resume, overwrite=args.overwrite, progress=True,
+        adapters, resume=args.resume, overwrite=args.overwrite, progress=True,
     )  # fmt: skip
     print_json(summary)
     return 0

@@ -10,13 +10,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from promptrec.core.config import to_dict
 from promptrec.core.errors import ConfigError
 from promptrec.core.records import provenance, template_record
-from promptrec.lm.adapter import open_adapter, template_name_for
+from promptrec.lm.adapter import ensemble_base_model, open_adapters, template_name_for
 from promptrec.lm.config import ModelConfig
-from promptrec.lm.loading import load_model
-from promptrec.lm.scoring import Scorer
+from promptrec.lm.ensemble import load_ensemble
 from promptrec.metrics.calibration import plot_reliability
 from promptrec.metrics.outputs import write_outputs
 from promptrec.metrics.pointwise import pointwise_metrics, sigmoid
@@ -48,11 +49,16 @@ def evaluate(
     data_record: dict | None = None,
     progress: bool = False,
 ) -> dict:
-    """Score `examples`, write predictions/metrics/config to `out_dir`, return the metrics."""
+    """Score `examples`, write predictions/metrics/config to `out_dir`, return the metrics.
 
+    `adapter` is one adapter (path or `Adapter`), a list of them (a seed ensemble: their scores are
+    averaged), or None (zero-shot). Hybrid adapters add their wide logit to the LLM's log-odds;
+    predictions then also carry `llm_score` and `wide_score`, the two parts of `score`.
+    """
     start = time.perf_counter()
-    adapter = open_adapter(adapter)
-    template = load_template(template_name_for(config.template, adapter, default="tallrec_plain"))
+    adapters = open_adapters(adapter)
+    ensemble_base_model(adapters)
+    template = load_template(template_name_for(config.template, adapters, default="tallrec_plain"))
     examples = select_examples(examples, config.limit, config.limit_seed)
     for ex in examples:
         if ex.get("label") not in (0, 1):
@@ -64,12 +70,13 @@ def evaluate(
         template.render(examples[0])
     if config.reliability_plot:
         _require_matplotlib()
-    model, tokenizer = load_model(config.model, adapter)
-    scores = Scorer(model, tokenizer, template, config.score_batch_size).score(examples, progress=progress)
+    llm_scores, wide_scores = score_ensemble(config, adapters, template, examples, progress)
+    scores = llm_scores + wide_scores
     metrics = pointwise_metrics([ex["label"] for ex in examples], scores, [ex.get("user_id") for ex in examples])
     metrics["seconds"] = time.perf_counter() - start
     if config.reliability_plot:
         plot_reliability_of(Path(out_dir), examples, scores, template.name)
+    hybrid = any(a is not None and a.wide is not None for a in adapters)
     write_outputs(
         Path(out_dir),
         examples,
@@ -78,15 +85,23 @@ def evaluate(
         {
             "kind": "evaluate",
             "config": to_dict(config),
-            "adapter": str(adapter.path) if adapter else None,
-            "adapter_record": adapter.record if adapter else None,
+            "adapter": str(adapters[0].path) if len(adapters) == 1 and adapters[0] else None,
+            "adapter_record": adapters[0].record if len(adapters) == 1 and adapters[0] else None,
+            "ensemble": [str(a.path) for a in adapters] if len(adapters) > 1 else None,
             "template": template_record(template),
             "data": data_record or {},
             **provenance(),
         },
         probabilities=config.probabilities,
+        parts={"llm_score": llm_scores, "wide_score": wide_scores} if hybrid else None,
     )
     return metrics
+
+
+def score_ensemble(config: EvalConfig, adapters, template, examples, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(LLM log-odds, wide logits) averaged over the adapters; the wide part is 0 for pure-LLM adapters."""
+    scorer = load_ensemble(config.model, adapters, template, score_batch_size=config.score_batch_size)
+    return scorer.parts(examples, progress=progress)
 
 
 def _require_matplotlib() -> None:

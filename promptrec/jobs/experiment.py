@@ -38,6 +38,15 @@ from promptrec.templates.template import load_template
 RECORD = "cell.json"  # written last, atomically: its presence marks a finished cell
 
 
+# Variants of a few-shot cell (`variants`): the wide part's mode (lm.training.WideSettings.mode).
+VARIANTS = {
+    "hybrid": "auto",  # the default hybrid (LLM log-odds + wide logit)
+    "llm": "off",  # the pure LLM, trained with `loss`
+    "residual": "residual",  # the hybrid's two ways, named
+    "joint": "joint",
+}
+
+
 # Keys of the `train` and `model` sections that the grid sets per cell, and where to set them instead.
 GRID_OWNED = {
     "train": {"template": "templates", "shots": "shots", "seed": "seeds", "loss": "loss", "model": "model.* / models"},
@@ -54,7 +63,8 @@ class ExperimentConfig:
     shots: tuple[int, ...] = (0, 16, 64)  # K per cell; 0 = zero-shot, run once per template x model
     seeds: tuple[int, ...] = (0, 1, 2)  # shot-sample/initialisation seeds: the error bars come from these
     models: tuple[str, ...] = ("embedded",)  # model specs: HF id, local dir, .gguf, embedded
-    loss: str = "lm"  # training loss of every few-shot cell: lm | bce
+    loss: str = "auto"  # training loss of few-shot cells: auto (bce for hybrids, lm for llm) | lm | bce
+    variants: tuple[str, ...] = ("hybrid",)  # few-shot variants per cell (VARIANTS): hybrid, llm, residual, joint
     limit: int = 0  # score a seeded sample of N examples of `split` (0 = all), the same for every cell
     limit_seed: int = 0  # seed of that sample
     score_batch_size: int = 16  # prompts per forward pass when scoring `split`
@@ -66,7 +76,15 @@ class ExperimentConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r} is unknown; use one of {', '.join(LOSSES)}")
-        for name in ("templates", "shots", "seeds", "models"):
+        if self.loss == "lm" and set(self.variants) - {"llm"}:
+            raise ConfigError(
+                "loss: lm trains the pure LLM only, but variants list a hybrid; set loss: auto (or bce), "
+                "or variants: [llm]"
+            )
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ConfigError(f"variant {unknown[0]!r} is unknown; use some of {', '.join(VARIANTS)}")
+        for name in ("templates", "shots", "seeds", "models", "variants"):
             values = getattr(self, name)
             if not values:
                 raise ConfigError(f"`{name}` is empty; list at least one value")
@@ -86,6 +104,8 @@ def load_experiment_config(
     values = merge(values, parse_assignments(assignments or []))
     if out:
         values["out"] = out
+    if isinstance(values.get("train"), dict) and "mode" in (values["train"].get("wide") or {}):
+        raise ConfigError("train.wide.mode is set per cell by the grid; list `variants` (hybrid, llm, ...) instead")
     for section, owned in GRID_OWNED.items():
         given = values.get(section)
         for key in owned if isinstance(given, dict) else ():
@@ -136,13 +156,15 @@ class Splits:
 class Cell:
     cell_id: str  # its directory under the run dir (for people; records never parse it)
     kind: str  # llm | baseline | heuristic
-    method: str  # template name or baseline method
+    method: str  # template name (+variant unless hybrid, e.g. movie_rich+llm) or baseline method
     shots: int | str  # K (0 = zero-shot / trains on nothing) or "full" (the whole train split)
     seed: int | None = None
     model: str | None = None  # model spec, LLM cells only
     train: TrainConfig | None = None  # None: zero-shot or baseline
     evaluate: EvalConfig | None = None  # LLM cells only
     baseline: BaselineSpec | None = None  # baseline cells only
+    template: str | None = None  # template name, LLM cells only
+    variant: str | None = None  # a key of VARIANTS, few-shot LLM cells only
 
 
 @dataclass(frozen=True)
@@ -190,16 +212,38 @@ def expand_grid(config: ExperimentConfig, template_names: list[str]) -> list[Cel
                 score_batch_size=config.score_batch_size,
                 model=model,
             )
-            for k in sorted(config.shots):
-                for seed in [None] if k == 0 else config.seeds:
-                    train = None
-                    if k:
+            if 0 in config.shots:  # zero-shot: nothing is trained, so no variants
+                cell_id = f"{model_slug(model_spec)}/{name}/0shot"
+                cells.append(Cell(cell_id, "llm", name, 0, None, model_spec, None, evaluate, template=name))
+            for variant in config.variants:
+                method = name if variant == "hybrid" else f"{name}+{variant}"
+                wide = dataclasses.replace(config.train.wide, mode=VARIANTS[variant])
+                for k in sorted(k for k in config.shots if k):
+                    for seed in config.seeds:
                         train = dataclasses.replace(
-                            config.train, template=template, shots=k, seed=seed, loss=config.loss, model=model
+                            config.train,
+                            template=template,
+                            shots=k,
+                            seed=seed,
+                            loss=config.loss,
+                            model=model,
+                            wide=wide,
                         )
-                    run = "0shot" if k == 0 else f"{k}shot-seed{seed}"
-                    cell_id = f"{model_slug(model_spec)}/{name}/{run}"
-                    cells.append(Cell(cell_id, "llm", name, k, seed, model_spec, train, evaluate))
+                        cell_id = f"{model_slug(model_spec)}/{method}/{k}shot-seed{seed}"
+                        cells.append(
+                            Cell(
+                                cell_id,
+                                "llm",
+                                method,
+                                k,
+                                seed,
+                                model_spec,
+                                train,
+                                evaluate,
+                                template=name,
+                                variant=variant,
+                            )
+                        )
     if config.baselines:
         for spec in baseline_specs([k for k in config.shots if k], list(config.seeds)):
             kind = "heuristic" if spec.method in HEURISTICS else "baseline"
@@ -226,7 +270,7 @@ def fingerprint_inputs(cell: Cell, config: ExperimentConfig, splits: Splits, tem
         return {
             "train": to_dict(cell.train) if cell.train else None,
             "evaluate": to_dict(cell.evaluate),
-            "template_sha256": templates[cell.method].sha256,
+            "template_sha256": templates[cell.template].sha256,
             "data": data,
         }
     data["train"] = splits.checksums["train"]

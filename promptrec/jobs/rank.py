@@ -27,11 +27,10 @@ from promptrec.core.config import to_dict
 from promptrec.core.errors import ConfigError, DataError
 from promptrec.core.files import read_jsonl, write_json, write_jsonl
 from promptrec.core.records import provenance, template_record
-from promptrec.lm.adapter import Adapter, open_adapter, template_name_for
+from promptrec.lm.adapter import ensemble_base_model, open_adapters, template_name_for
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.distributed import gather_objects, process_state
-from promptrec.lm.loading import load_model
-from promptrec.lm.scoring import Scorer
+from promptrec.lm.ensemble import load_ensemble
 from promptrec.protocols.candidates import load_candidates
 from promptrec.protocols.next_item import CandidateExamples, load_catalog
 from promptrec.templates.template import load_template
@@ -62,19 +61,24 @@ def run_record_path(out_path: Path) -> Path:
     return out_path.with_name(out_path.name + ".run.json")
 
 
-def _identity(config: RankConfig, template, candidates_sha256: str, adapter: Adapter | None, data_dir: Path) -> dict:
+def _identity(config: RankConfig, template, candidates_sha256: str, adapters: list, data_dir: Path) -> dict:
     """What makes two runs the same job; scores from different jobs must never share a file."""
     return {
         "candidates_sha256": candidates_sha256,
         "template": template_record(template) | {"path": None},
-        "adapter": str(adapter.path) if adapter else None,
-        "adapter_sha256": adapter.weights_sha256() if adapter else None,
+        # one adapter: its path and hash, as before ensembles; an ensemble: the lists, in member order
+        "adapter": _one_or_list([str(a.path) for a in adapters if a is not None]),
+        "adapter_sha256": _one_or_list([a.weights_sha256() for a in adapters if a is not None]),
         "model": to_dict(config.model),
         "split": config.split,
         "data_dir": str(data_dir),
         "top_k": config.top_k,
         "probabilities": config.probabilities,
     }
+
+
+def _one_or_list(values: list):
+    return None if not values else values[0] if len(values) == 1 else values
 
 
 def prepare_output(out_path: Path, identity: dict, resume: bool, overwrite: bool) -> None:
@@ -173,12 +177,13 @@ def rank(
     out_path, data_dir = Path(out_path), Path(data_dir)
     catalog = load_catalog(data_dir)
     candidates = load_candidates(candidates_path, catalog, config.split)
-    adapter = open_adapter(adapter)
-    template = load_template(template_name_for(config.template, adapter, default="movie_next"))
+    adapters = open_adapters(adapter)
+    ensemble_base_model(adapters)
+    template = load_template(template_name_for(config.template, adapters, default="movie_next"))
     contexts, builder = catalog.contexts(config.split), CandidateExamples(catalog)
     first = candidates.rows[0]
     template.render(_examples(builder, contexts, first)[0])  # a template/data mismatch fails before the model loads
-    identity = _identity(config, template, candidates.sha256, adapter, data_dir)
+    identity = _identity(config, template, candidates.sha256, adapters, data_dir)
     if state.is_main_process:
         prepare_output(out_path, identity, resume, overwrite)
         done_users(out_path, repair=True)  # cut torn lines once, before every process reads the parts
@@ -186,7 +191,7 @@ def rank(
     done = done_users(out_path, repair=False)
     todo = [row for row in candidates.rows if row["user_id"] not in done]
     mine = todo[state.process_index :: state.num_processes]
-    stats = _score_rows(config, template, adapter, builder, contexts, mine, out_path, state, progress)
+    stats = _score_rows(config, template, adapters, builder, contexts, mine, out_path, state, progress)
     state.wait_for_everyone()
     stats = _combine(stats, state)
     summary = {
@@ -221,7 +226,7 @@ def _examples(builder, contexts: dict, row: dict) -> list[dict]:
     return examples
 
 
-def _score_rows(config, template, adapter, builder, contexts, rows, out_path, state, progress) -> dict:
+def _score_rows(config, template, adapters, builder, contexts, rows, out_path, state, progress) -> dict:
     """Score this process's users, appending each finished user to its part file."""
     from tqdm.auto import tqdm
 
@@ -233,8 +238,7 @@ def _score_rows(config, template, adapter, builder, contexts, rows, out_path, st
     }
     if not rows:
         return stats
-    model, tokenizer = load_model(config.model, adapter)
-    scorer = Scorer(model, tokenizer, template, candidates_per_pass=config.candidates_per_pass)
+    scorer = load_ensemble(config.model, adapters, template, candidates_per_pass=config.candidates_per_pass)
     part = parts_dir(out_path) / f"shard-{state.process_index}.jsonl"
     with part.open("a", encoding="utf-8") as handle:
         for row in tqdm(rows, desc="ranking", unit="user", disable=not (progress and state.is_main_process)):

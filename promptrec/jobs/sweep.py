@@ -10,19 +10,23 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from promptrec.baselines.classic import baseline_metrics, score_baseline, trained_on, write_baseline
 from promptrec.core.config import to_dict
 from promptrec.core.errors import ConfigError
-from promptrec.core.files import write_json
+from promptrec.core.files import read_jsonl, write_json, write_jsonl
 from promptrec.core.records import provenance, template_record
 from promptrec.jobs.evaluate import evaluate
-from promptrec.jobs.experiment import RECORD, Cell, Plan, PlannedCell, config_record
+from promptrec.jobs.experiment import RECORD, Cell, Plan, PlannedCell, config_record, fingerprint, model_slug
 from promptrec.lm.training import tensorboard_writer_at, train
+from promptrec.metrics.pointwise import pointwise_metrics
 from promptrec.metrics.summary import write_summary
 from promptrec.protocols.shots import select_examples
 
@@ -78,9 +82,51 @@ def run_experiment(
         message = f"{head}: AUC {record['metrics']['auc']:.4f} in {duration(record['seconds'])}{tail}"
         report(Progress(message, "done", index, len(llm), eta))
         records.append(record)
+    records += ensemble_records(plan, records)
     paths = write_summary(records, plan.out_dir)
     report(Progress("wrote " + ", ".join(str(p) for p in paths), "summary"))
     return records
+
+
+def ensemble_records(plan: Plan, records: list[dict]) -> list[dict]:
+    """One "ensemble of the seeds" record per (model, method, K) with 2+ seeds: the mean of their scores.
+
+    The same numbers as `evaluate --adapter SEED0 SEED1 ...` (which averages the members' scores),
+    computed from the cells' predictions instead of scoring again; written under ensembles/.
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for record in records:
+        if record["kind"] == "llm" and record.get("seed") is not None and record["shots"]:
+            groups[(record["model"], record["method"], record["shots"], record.get("loss"))].append(record)
+    made = []
+    for (model, method, shots, loss), members in sorted(groups.items(), key=lambda item: str(item[0])):
+        if len(members) < 2:
+            continue
+        members = sorted(members, key=lambda r: r["seed"])
+        runs = [read_predictions(plan.out_dir / m["cell"] / "eval" / "predictions.jsonl") for m in members]
+        if any([r["example_id"] for r in run] != [r["example_id"] for r in runs[0]] for run in runs):
+            raise ConfigError(
+                f"the seeds of {method} at {shots} shots scored different examples; rerun with --overwrite"
+            )
+        scores = np.mean([[r["score"] for r in run] for run in runs], axis=0)
+        rows = runs[0]
+        metrics = pointwise_metrics([r["label"] for r in rows], scores, [r.get("user_id") for r in rows])
+        out = plan.out_dir / "ensembles" / model_slug(model) / method / f"{shots}shot"
+        record = {
+            "kind": "llm", "cell": str(out.relative_to(plan.out_dir)), "method": f"{method} ensemble",
+            "model": model, "shots": shots, "seed": None, "loss": loss, "split": plan.config.split,
+            "members": [m["cell"] for m in members], "metrics": metrics, **provenance(),
+            "fingerprint": fingerprint({"ensemble_of": [m["fingerprint"] for m in members]}),
+        }  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out / "predictions.jsonl", [r | {"score": float(s)} for r, s in zip(rows, scores)], sort_keys=True)
+        write_json(out / RECORD, record)
+        made.append(record)
+    return made
+
+
+def read_predictions(path: Path) -> list[dict]:
+    return [row for _, row in read_jsonl(path, "rerun the cell with --overwrite")]
 
 
 def epoch_reporter(report: Callable[[Progress], None], index: int, total: int) -> Callable[[str], None]:
@@ -125,7 +171,7 @@ def run_llm_cell(
         )
         adapter_dir = result.out_dir
         trained = {"best_epoch": result.best_epoch, "best_valid_auc": result.best_valid_auc, "seconds": result.seconds}
-        trained["history"] = result.history
+        trained |= {"history": result.history, "loss": result.loss, "wide_features": list(result.wide_features)}
     split = cell.evaluate.split
     metrics = evaluate(cell.evaluate, splits.scored, cell_dir / "eval", adapter_dir, splits.record(split), progress)
     if writer is not None:
@@ -133,9 +179,10 @@ def run_llm_cell(
         writer.close()
     record = cell_record(plan, planned, metrics, time.perf_counter() - start)
     record.update(
-        template=template_record(plan.templates[cell.method]),
+        template=template_record(plan.templates[cell.template]),
         config={"train": to_dict(cell.train) if cell.train else None, "evaluate": to_dict(cell.evaluate)},
         training=trained,
+        loss=trained["loss"] if trained else None,
     )
     write_json(cell_dir / RECORD, record)
     return record

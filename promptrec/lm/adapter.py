@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptrec.core.errors import ModelError, first_line
+from promptrec.baselines.wide import WidePart, load_wide
+from promptrec.core.errors import ConfigError, ModelError, first_line
 from promptrec.core.files import file_sha256
 from promptrec.core.lazy import LazyModule
 from promptrec.lm.config import ModelConfig
@@ -50,6 +51,11 @@ class Adapter:
     def template_name(self) -> str | None:
         return self.record.get("template", {}).get("name")
 
+    @property
+    def wide(self) -> WidePart | None:
+        """The hybrid's wide part saved beside the weights (None: a pure-LLM adapter)."""
+        return load_wide(self.path)
+
     def weights_sha256(self) -> str | None:
         weights = sorted(self.path.glob("adapter_model.*"))
         return file_sha256(weights[0]) if weights else None
@@ -62,11 +68,17 @@ class Adapter:
                 f"pass --model {self.base_model}"
             )
 
-    def attach(self, model, config: ModelConfig, trainable: bool = False):
-        """Attach the weights; a wrong base model is a clear error, not a shape traceback."""
+    def attach(self, model, config: ModelConfig, trainable: bool = False, name: str = "default"):
+        """Attach the weights as adapter `name`; a wrong base model is a clear error, not a shape traceback.
+
+        On a model that already carries adapters (a `PeftModel`), the weights are added beside them.
+        """
         self.check_base(config)
         try:
-            return peft.PeftModel.from_pretrained(model, str(self.path), is_trainable=trainable)
+            if isinstance(model, peft.PeftModel):
+                model.load_adapter(str(self.path), adapter_name=name, is_trainable=trainable)
+                return model
+            return peft.PeftModel.from_pretrained(model, str(self.path), adapter_name=name, is_trainable=trainable)
         except (RuntimeError, ValueError, KeyError) as error:
             raise ModelError(
                 f"adapter {self.path} does not fit model {config.model!r} ({first_line(error)[:200]}); "
@@ -81,6 +93,37 @@ def open_adapter(path: str | Path | Adapter | None) -> Adapter | None:
     return Adapter.open(path)
 
 
-def template_name_for(template: str | None, adapter: Adapter | None, default: str) -> str:
-    """The template to render with: the one asked for, else the adapter's own, else `default`."""
-    return template or (adapter.template_name if adapter else None) or default
+def ensemble_names(adapters: list[Adapter | None]) -> list[str | None]:
+    """The PEFT adapter name each member is attached under by `load_model` (None: the bare model)."""
+    return [None] if adapters == [None] else [f"member{index}" for index in range(len(adapters))]
+
+
+def open_adapters(paths) -> list[Adapter | None]:
+    """Adapters of a seed ensemble (a path, an Adapter or a list of them); [None] for zero-shot."""
+    if paths is None or isinstance(paths, (str, Path, Adapter)):
+        return [open_adapter(paths)]
+    if not paths:
+        return [None]
+    return [open_adapter(path) for path in paths]
+
+
+def template_name_for(template: str | None, adapter: Adapter | list[Adapter | None] | None, default: str) -> str:
+    """The template to render with: the one asked for, else the adapters' own, else `default`.
+
+    The adapters of an ensemble must agree on their template (or the caller names one).
+    """
+    adapters = adapter if isinstance(adapter, list) else [adapter]
+    trained = sorted({a.template_name for a in adapters if a is not None and a.template_name})
+    if template:
+        return template
+    if len(trained) > 1:
+        raise ConfigError(f"the adapters were trained with different templates ({', '.join(trained)}); pass --template")
+    return trained[0] if trained else default
+
+
+def ensemble_base_model(adapters: list[Adapter | None]) -> str | None:
+    """The base model all adapters were trained on (an ensemble mixing base models is an error)."""
+    models = sorted({a.base_model for a in adapters if a is not None and a.base_model})
+    if len(models) > 1:
+        raise ConfigError(f"the adapters were trained on different models ({', '.join(models)}); ensemble one model")
+    return models[0] if models else None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptrec.core.errors import ConfigError, ModelError, first_line
-from promptrec.lm.adapter import Adapter, open_adapter
+from promptrec.lm.adapter import Adapter, ensemble_names, open_adapters
 from promptrec.lm.config import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_PACKAGE, ModelConfig
 
 
@@ -133,13 +133,14 @@ def resolve_dtype(config: ModelConfig, device: str):
 def load_model(config: ModelConfig, adapter: Adapter | str | Path | None = None, trainable: bool = False):
     """Return (model, tokenizer) in eval mode unless `trainable` (then the adapter stays trainable).
 
-    `adapter` is an `Adapter` or its directory; its base model is checked before the slow model load.
+    `adapter` is an `Adapter` or its directory, or a list of them (a seed ensemble, attached under
+    `ensemble_names`); base models are checked before the slow model load.
     """
     from transformers import AutoModelForCausalLM
 
-    adapter = open_adapter(adapter)
-    if adapter is not None:
-        adapter.check_base(config)  # before the slow model load
+    adapters = [a for a in open_adapters(adapter) if a is not None]
+    for member in adapters:
+        member.check_base(config)  # before the slow model load
     source = resolve_source(config.model)
     device = resolve_device(config)
     dtype = resolve_dtype(config, device)
@@ -158,8 +159,11 @@ def load_model(config: ModelConfig, adapter: Adapter | str | Path | None = None,
     _cache_converted(source, model, tokenizer)
     if config.quantization == "none":
         model.to(device)
-    if adapter is not None:
-        model = adapter.attach(model, config, trainable=trainable)
+    if len(adapters) == 1 and not isinstance(adapter, list):
+        model = adapters[0].attach(model, config, trainable=trainable)
+    else:  # a seed ensemble: every member on the one base model, switched with model.set_adapter(name)
+        for member, name in zip(adapters, ensemble_names(adapters)):
+            model = member.attach(model, config, trainable=trainable, name=name)
     if not trainable:
         model.eval()
     return model, tokenizer

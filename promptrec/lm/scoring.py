@@ -306,10 +306,15 @@ def _batched_log_probs(model, cache, argument: str, prefix_len: int, rows, targe
 
 
 class Scorer:
-    """Renders examples with one template and scores them with one model: the only inference path."""
+    """Renders examples with one template and scores them with one model: the only inference path.
 
-    def __init__(self, model, tokenizer, template, score_batch_size: int = 8, candidates_per_pass: int = 10):
-        self.model, self.tokenizer, self.template = model, tokenizer, template
+    With a `wide` part (an adapter trained as a hybrid), every score is the LLM's log-odds plus the
+    wide logit of the same example; it is computed in numpy after the forward pass, so the shared-prefix
+    path runs exactly as without it.
+    """
+
+    def __init__(self, model, tokenizer, template, score_batch_size: int = 8, candidates_per_pass: int = 10, wide=None):
+        self.model, self.tokenizer, self.template, self.wide = model, tokenizer, template, wide
         self.score_batch_size = score_batch_size  # prompts per forward pass (`score`)
         self.candidates_per_pass = candidates_per_pass  # continuations packed after a shared prefix (`score_group`)
         self.answers = answer_ids(tokenizer, template.choices, template.name)
@@ -320,7 +325,7 @@ class Scorer:
     def score_group(self, examples: list[dict], min_prefix_tokens: int = 8) -> tuple[np.ndarray, int]:
         """Scores of examples that share a context (one user's candidates), reusing their common prefix."""
         sequences = [self.encode(example) for example in examples]
-        return score_shared_prefix(
+        scores, prefix_tokens = score_shared_prefix(
             self.model,
             sequences,
             self.answers,
@@ -328,9 +333,15 @@ class Scorer:
             self.candidates_per_pass,
             min_prefix_tokens,
         )
+        return self.with_wide(scores, examples), prefix_tokens
 
     def score(self, examples: list[dict], progress: bool = False) -> np.ndarray:
         sequences = [self.encode(example) for example in examples]
-        return score_sequences(
+        scores = score_sequences(
             self.model, sequences, self.answers, self.tokenizer.pad_token_id, self.score_batch_size, progress=progress
         )
+        return self.with_wide(scores, examples)
+
+    def with_wide(self, llm_scores: np.ndarray, examples: list[dict]) -> np.ndarray:
+        """The hybrid score: LLM log-odds + the wide logit (the LLM's alone without a wide part)."""
+        return llm_scores if self.wide is None else llm_scores + self.wide.logits(examples)

@@ -1,5 +1,11 @@
 """Few-shot LoRA training: sample K examples, fit a PEFT LoRA adapter, keep the best by valid AUC.
 
+Hybrid by default: when the shots carry numeric features (`protocols.features`), the trained score is
+the LLM's log-odds plus a wide logit over those features (`lm.wide`), trained with BCE. `wide.mode`
+says how: `residual` fits the wide part first by logistic regression on the shots and trains the LoRA
+with its logit as a fixed offset (the LLM learns the residual); `joint` starts from the same fit and
+trains both together; `off` gives the pure LLM back. The wide part is saved beside the adapter.
+
 The loop runs on `accelerate`: one process, or several under `accelerate launch` (DDP over GPUs,
 or gloo over CPU processes). Every rank walks the same seeded global batches and takes its slice,
 so the global batch, and thus the result, does not depend on the number of processes.
@@ -9,7 +15,9 @@ Prompts come from the same `Scorer` used by evaluation, so training and inferenc
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from promptrec.baselines.wide import WidePart, fit_wide
 from promptrec.core.config import to_dict
 from promptrec.core.errors import ConfigError
 from promptrec.core.files import write_json
@@ -27,13 +36,16 @@ from promptrec.lm.config import ModelConfig
 from promptrec.lm.distributed import make_accelerator
 from promptrec.lm.loading import load_model
 from promptrec.lm.scoring import Scorer, answer_log_odds, model_device, next_token_log_probs, pad_batch, score_sequences
+from promptrec.protocols.features import available_features, check_feature_names
 from promptrec.protocols.shots import sample_shots
 from promptrec.templates.template import load_template
 
 torch = LazyModule("torch")
 tensorboard = LazyModule("torch.utils.tensorboard")  # only with tensorboard installed (checked at plan time)
 
-LOSSES = ("lm", "bce")
+LOSSES = ("auto", "lm", "bce")
+WIDE_MODES = ("auto", "residual", "joint", "off")
+DEFAULT_HYBRID = "residual"  # what wide.mode=auto trains (README: how this default was chosen)
 
 
 @dataclass(frozen=True)
@@ -45,12 +57,26 @@ class LoraSettings:
 
 
 @dataclass(frozen=True)
+class WideSettings:
+    mode: str = "auto"  # auto (DEFAULT_HYBRID, or off with loss=lm) | residual | joint | off (module docstring)
+    features: tuple[str, ...] = ()  # names from protocols.features; () = every one the shots carry
+    l2: float = 1.0  # L2 penalty of the wide part's logistic fit on the shots (C = 1 / l2)
+
+    def __post_init__(self):
+        if self.mode not in WIDE_MODES:
+            raise ConfigError(f"wide.mode={self.mode!r} is unknown; use one of {', '.join(WIDE_MODES)}")
+        if not (isinstance(self.l2, (int, float)) and math.isfinite(self.l2) and self.l2 > 0):
+            raise ConfigError(f"wide.l2={self.l2!r} must be a positive number (the L2 penalty, e.g. 1.0)")
+        check_feature_names(self.features)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     template: str = "tallrec_plain"  # template name under prompts/ or a .j2 path
     shots: int = 64  # K training examples drawn from the train split
     seed: int = 0  # drives the K-shot sample, LoRA init, batch order and dropout
     balanced: bool = False  # False: uniform sample like TALLRec; True: K/2 positives and K/2 negatives
-    loss: str = "lm"  # lm: cross-entropy on the answer tokens only; bce: on the yes/no log-odds
+    loss: str = "auto"  # auto: bce with a wide part, else lm; lm: cross-entropy on the answer; bce: on the log-odds
     learning_rate: float = 1e-3  # the rate of the README runs on the 135M model (TALLRec uses 1e-4 at 7B)
     num_epochs: int = 8  # upper bound; early stopping usually ends sooner
     batch_size: int = 8  # examples per optimizer step (global batch, split across processes)
@@ -60,11 +86,17 @@ class TrainConfig:
     patience: int = 3  # epochs without a valid-AUC gain before stopping
     score_batch_size: int = 16  # prompts per forward pass when scoring validation examples
     lora: LoraSettings = field(default_factory=LoraSettings)
+    wide: WideSettings = field(default_factory=WideSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r} is unknown; use one of {', '.join(LOSSES)}")
+        if self.loss == "lm" and self.wide.mode not in ("auto", "off"):
+            raise ConfigError(
+                f"loss=lm cannot train the hybrid (wide.mode={self.wide.mode}): it trains on BCE of the LLM's "
+                "log-odds plus the wide logit; set loss=bce (or auto), or wide.mode=off for the pure LLM"
+            )
         for name in ("shots", "num_epochs", "batch_size", "patience", "score_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
@@ -82,10 +114,15 @@ def add_lora(model, config: TrainConfig):
     return get_peft_model(model, lora)
 
 
-def batch_loss(model, scorer: Scorer, sequences: list[list[int]], labels: list[int], loss: str) -> torch.Tensor:
+def batch_loss(
+    model, scorer: Scorer, sequences: list[list[int]], labels: list[int], loss: str, offsets: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The batch's loss; `offsets` (batch,) are wide logits added to the LLM's log-odds (bce only)."""
     pad_id = scorer.tokenizer.pad_token_id
     if loss == "bce":
         log_odds = answer_log_odds(model, pad_batch(sequences, pad_id, "left"), scorer.answers)
+        if offsets is not None:
+            log_odds = log_odds + offsets.to(device=log_odds.device, dtype=log_odds.dtype)
         target = torch.tensor(labels, dtype=log_odds.dtype, device=log_odds.device)
         return torch.nn.functional.binary_cross_entropy_with_logits(log_odds, target)
     if scorer.answers.single_token:
@@ -111,8 +148,8 @@ def batch_loss(model, scorer: Scorer, sequences: list[list[int]], labels: list[i
     return out.loss
 
 
-def validation_auc(accelerator, model, scorer: Scorer, sequences, labels, batch_size: int) -> float:
-    """Each rank scores its slice; the gathered scores give every rank the same AUC."""
+def validation_auc(accelerator, model, scorer: Scorer, sequences, labels, batch_size: int, offsets=None) -> float:
+    """Each rank scores its slice; the gathered scores (plus wide `offsets`) give every rank the same AUC."""
     from accelerate.utils import gather_object
     from sklearn.metrics import roc_auc_score
 
@@ -131,6 +168,8 @@ def validation_auc(accelerator, model, scorer: Scorer, sequences, labels, batch_
     scores = np.zeros(len(sequences))
     for index, value in pairs:
         scores[index] = value
+    if offsets is not None:
+        scores = scores + offsets
     if len(set(labels)) < 2:
         return float("nan")
     return float(roc_auc_score(labels, scores))
@@ -144,6 +183,8 @@ class TrainResult:
     history: list[dict]
     seconds: float
     main_process: bool  # False on the other ranks of a multi-process launch (they print nothing)
+    loss: str = "lm"  # the loss in effect (config.loss with auto resolved)
+    wide_features: tuple[str, ...] = ()  # the wide part's features; () = the pure LLM
 
 
 @dataclass
@@ -160,6 +201,28 @@ class Run:
     sequences: list[list[int]]  # tokenized prompts of the shots
     valid_sequences: list[list[int]]
     valid_labels: list[int]
+    loss: str  # the loss in effect (config.loss with "auto" resolved)
+    wide: WidePart | None = None  # fitted on the shots; None = the pure LLM
+    wide_layer: object = None  # joint mode: a torch Linear trained with the LoRA, initialised from `wide`
+    shot_features: np.ndarray | None = None  # (shots, features) standardized
+    valid_features: np.ndarray | None = None  # (valid, features) standardized
+
+    def current_wide(self) -> WidePart | None:
+        """The wide part as it stands (joint mode: with the layer's current weights)."""
+        if self.wide is None or self.wide_layer is None:
+            return self.wide
+        weight = self.wide_layer.weight.detach().double().cpu().numpy()[0]
+        return self.wide.with_parameters(weight, float(self.wide_layer.bias.detach().double().cpu()[0]))
+
+    def offsets(self, features: np.ndarray, rows) -> torch.Tensor | None:
+        """Wide logits of `rows` of a standardized feature matrix (differentiable in joint mode)."""
+        if self.wide is None:
+            return None
+        chosen = torch.tensor(features[rows], dtype=torch.float32)
+        if self.wide_layer is not None:
+            return self.wide_layer(chosen).squeeze(-1)
+        wide = self.wide
+        return chosen.double() @ torch.tensor(wide.weight) + wide.bias
 
 
 def train(
@@ -177,17 +240,25 @@ def train(
     entry (epoch, train_loss, valid_auc): the hook for progress lines and TensorBoard curves.
     """
     start = time.perf_counter()
-    run = prepare_run(config, train_pool, valid_pool)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    history, best_auc, best_epoch, stale = [], -1.0, 0, 0
+    check_out_dir(out_dir)
+    run = prepare_run(config, train_pool, valid_pool)
+    # Everything is written into a sibling and moved into place last: a killed run never leaves a
+    # directory that looks like a finished adapter.
+    work_dir = out_dir.with_name(out_dir.name + ".partial")
+    if run.accelerator.is_main_process:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+    history, best_auc, best_epoch, stale, saved_wide = [], -1.0, 0, 0, None
     order_rng = random.Random(config.seed + 1)
     for epoch in range(1, config.num_epochs + 1):
         entry = {"epoch": epoch, "train_loss": run_epoch(run, order_rng)}
         if run.valid_sequences:
+            wide = run.current_wide()
             entry["valid_auc"] = validation_auc(
-                run.accelerator, run.model, run.scorer, run.valid_sequences, run.valid_labels, config.score_batch_size
-            )
+                run.accelerator, run.model, run.scorer, run.valid_sequences, run.valid_labels, config.score_batch_size,
+                None if wide is None else run.valid_features @ wide.weight + wide.bias,
+            )  # fmt: skip
         history.append(entry)
         if on_epoch is not None and run.accelerator.is_main_process:
             on_epoch(entry)
@@ -200,18 +271,43 @@ def train(
         if not run.valid_sequences or entry["valid_auc"] > best_auc:
             best_auc, best_epoch, stale = entry.get("valid_auc", float("nan")), epoch, 0
             if run.accelerator.is_main_process:
-                run.accelerator.unwrap_model(run.model).save_pretrained(out_dir)
+                run.accelerator.unwrap_model(run.model).save_pretrained(work_dir)
+                saved_wide = run.current_wide()
+                if saved_wide is not None:
+                    saved_wide.save(work_dir)
         else:
             stale += 1
             if stale >= config.patience:
                 break
     run.accelerator.wait_for_everyone()
     result = TrainResult(
-        out_dir, best_epoch, best_auc, history, time.perf_counter() - start, run.accelerator.is_main_process
-    )
+        out_dir, best_epoch, best_auc, history, time.perf_counter() - start, run.accelerator.is_main_process,
+        run.loss, run.wide.names if run.wide is not None else (),
+    )  # fmt: skip
     if result.main_process:
-        write_run_record(run, result, data_record or {})
+        write_run_record(run, result, work_dir, data_record or {}, saved_wide)
+        replace_dir(work_dir, out_dir)
+    run.accelerator.wait_for_everyone()
     return result
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before any work, an --out that holds something other than an adapter (it gets replaced)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; pass a directory for the adapter")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not ((out_dir / "adapter_config.json").exists() or (out_dir / RUN_RECORD).exists()):
+            raise ConfigError(f"--out {out_dir} holds other files and would be replaced; pass a new or empty directory")
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move a finished directory into place, replacing `target` (the caller checked --overwrite)."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict]) -> Run:
@@ -234,12 +330,23 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
     set_seed(config.seed)
     model, tokenizer = load_model(config.model, trainable=True)
     scorer = Scorer(model, tokenizer, template, score_batch_size=config.score_batch_size)
-    if config.loss == "bce" and not scorer.answers.single_token:
-        raise ConfigError(f"loss=bce needs single-token answers; template {template.name} has {template.choices}")
+    wide = fit_shots_wide(config, shots)
+    loss = "bce" if wide is not None else ("lm" if config.loss == "auto" else config.loss)
+    if loss == "bce" and not scorer.answers.single_token:
+        raise ConfigError(
+            f"bce training (loss=bce, or the hybrid's wide part) needs single-token answers; template {template.name} "
+            f"has {template.choices}; set wide.mode=off and loss=lm"
+        )
     model = add_lora(model, config)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    wide_layer = None
+    if wide is not None and wide_mode(config) == "joint":
+        wide_layer = torch.nn.Linear(len(wide.names), 1)
+        with torch.no_grad():
+            wide_layer.weight.copy_(torch.tensor(wide.weight).unsqueeze(0))
+            wide_layer.bias.fill_(wide.bias)
+        parameters += list(wide_layer.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     total_steps = -(-len(shots) // config.batch_size) * config.num_epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -254,7 +361,33 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
         [scorer.encode(ex) for ex in shots],
         [scorer.encode(ex) for ex in valid],
         [int(ex["label"]) for ex in valid],
+        loss,
+        wide,
+        wide_layer,
+        None if wide is None else wide.standardized(shots),
+        None if wide is None else wide.standardized(valid),
     )
+
+
+def wide_mode(config: TrainConfig) -> str:
+    """The wide mode in effect: auto means DEFAULT_HYBRID, except with the LM loss (the pure LLM)."""
+    if config.wide.mode != "auto":
+        return config.wide.mode
+    return "off" if config.loss == "lm" else DEFAULT_HYBRID
+
+
+def fit_shots_wide(config: TrainConfig, shots: list[dict]) -> WidePart | None:
+    """The wide part fitted on the shots, or None (wide.mode=off, or the shots carry no usable feature)."""
+    if wide_mode(config) == "off":
+        return None
+    names = available_features(shots, config.wide.features or None)
+    missing = [name for name in config.wide.features if name not in names]
+    if missing:
+        raise ConfigError(
+            f"wide.features names {missing[0]!r}, which the {len(shots)} shots do not all carry (or is constant); "
+            "drop it from wide.features"
+        )
+    return fit_wide(shots, [int(ex["label"]) for ex in shots], names, config.wide.l2) if names else None
 
 
 def run_epoch(run: Run, order_rng: random.Random) -> float:
@@ -268,9 +401,17 @@ def run_epoch(run: Run, order_rng: random.Random) -> float:
         global_batch = order[start : start + config.batch_size]
         mine = global_batch[accelerator.process_index :: accelerator.num_processes] or global_batch[:1]
         loss = batch_loss(
-            run.model, run.scorer, [run.sequences[i] for i in mine], [run.shots[i]["label"] for i in mine], config.loss
+            run.model,
+            run.scorer,
+            [run.sequences[i] for i in mine],
+            [run.shots[i]["label"] for i in mine],
+            run.loss,
+            run.offsets(run.shot_features, mine),
         )
         accelerator.backward(loss)
+        if run.wide_layer is not None and accelerator.num_processes > 1:  # outside the DDP model: sync by hand
+            for parameter in run.wide_layer.parameters():
+                parameter.grad = accelerator.reduce(parameter.grad, "mean")
         run.optimizer.step()
         run.scheduler.step()
         run.optimizer.zero_grad()
@@ -279,9 +420,10 @@ def run_epoch(run: Run, order_rng: random.Random) -> float:
     return float(accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean"))
 
 
-def write_run_record(run: Run, result: TrainResult, data_record: dict) -> None:
+def write_run_record(run: Run, result: TrainResult, directory: Path, data_record: dict, wide: WidePart | None) -> None:
+    """Written last: an adapter directory without it is not a finished promptrec run."""
     write_json(
-        result.out_dir / RUN_RECORD,
+        directory / RUN_RECORD,
         {
             "kind": "train",
             "config": to_dict(run.config),
@@ -290,6 +432,8 @@ def write_run_record(run: Run, result: TrainResult, data_record: dict) -> None:
             "data": data_record,
             "shot_ids": [ex.get("example_id") for ex in run.shots],
             "shot_positive_rate": float(np.mean([ex["label"] for ex in run.shots])),
+            "loss": run.loss,
+            "wide": None if wide is None else wide.record() | {"mode": wide_mode(run.config), "l2": run.config.wide.l2},
             "num_processes": run.accelerator.num_processes,
             "best_epoch": result.best_epoch,
             "best_valid_auc": result.best_valid_auc,

@@ -1,0 +1,88 @@
+"""Named numeric features of an example: the leak-free facts it already carries.
+
+One registry serves the logistic-regression baselines and the wide part of the hybrid scorer, so
+"logreg on the same shots" and "hybrid" read the very same numbers. Each feature is computed from the
+example alone: its shown history (liked flags, ratings) and its `stats` (counts and like-rates from
+interactions strictly before the example's time). A feature the example cannot give is None; callers
+decide how to fill it (the wide part fills with the shots' mean).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from promptrec.core.errors import ConfigError
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _stat(name: str) -> Callable[[dict], float | None]:
+    def read(example: dict) -> float | None:
+        value = (example.get("stats") or {}).get(name)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    return read
+
+
+def _log_count(name: str) -> Callable[[dict], float | None]:
+    read = _stat(name)
+
+    def log_count(example: dict) -> float | None:
+        value = read(example)
+        return math.log1p(value) if value is not None and value >= 0 else None
+
+    return log_count
+
+
+def history_like_fraction(example: dict) -> float | None:
+    return _mean([float(bool(h.get("liked"))) for h in example.get("history") or []])
+
+
+def history_mean_rating(example: dict) -> float | None:
+    return _mean(
+        [float(h["rating"]) for h in example.get("history") or [] if isinstance(h.get("rating"), (int, float))]
+    )
+
+
+def history_length(example: dict) -> float | None:
+    history = example.get("history")
+    return float(len(history)) if isinstance(history, list) else None
+
+
+FEATURES: dict[str, Callable[[dict], float | None]] = {
+    "history_like_fraction": history_like_fraction,  # liked / shown history items
+    "history_mean_rating": history_mean_rating,  # mean stars of the shown history
+    "item_like_rate": _stat("item_like_rate"),  # earlier raters' like-rate of the target
+    "log_item_ratings": _log_count("item_num_ratings"),  # log(1 + earlier ratings of the target)
+    "user_like_rate": _stat("user_like_rate"),  # the user's like-rate over all earlier ratings
+    "log_user_ratings": _log_count("user_num_ratings"),  # log(1 + the user's earlier ratings)
+    "history_length": history_length,  # items shown (varies in imported or next-item data)
+}
+
+
+def check_feature_names(names: Sequence[str]) -> None:
+    unknown = [name for name in names if name not in FEATURES]
+    if unknown:
+        raise ConfigError(f"unknown feature {unknown[0]!r}; features are: {', '.join(FEATURES)}")
+
+
+def feature_row(example: dict, names: Sequence[str]) -> list[float | None]:
+    return [FEATURES[name](example) for name in names]
+
+
+def available_features(examples: Sequence[dict], names: Sequence[str] | None = None) -> list[str]:
+    """The features (of `names`, default all) that every example gives and that vary across them.
+
+    A constant feature (every shot shows 10 history items) carries no signal and cannot be scaled.
+    """
+    names = list(FEATURES) if names is None else list(names)
+    check_feature_names(names)
+    kept = []
+    for name in names:
+        values = [FEATURES[name](example) for example in examples]
+        if values and all(v is not None for v in values) and len(set(values)) > 1:
+            kept.append(name)
+    return kept

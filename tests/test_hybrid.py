@@ -1,0 +1,183 @@
+"""The hybrid scorer: LLM log-odds + a wide logit over named features, trained on the shots.
+
+Invariants: a wide part with w = 0 and b = 0 leaves the LLM score exactly; the wide part's save/load
+round trip gives identical scores; residual training keeps the logistic fit, joint training moves it,
+off trains the pure LLM; an ensemble's score is the mean of its members'.
+"""
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from promptrec.baselines.wide import WIDE_FILE, WidePart, fit_wide, load_wide
+from promptrec.core.errors import ConfigError, ModelError
+from promptrec.jobs.evaluate import EvalConfig, evaluate
+from promptrec.lm.adapter import RUN_RECORD, Adapter
+from promptrec.lm.config import ModelConfig
+from promptrec.lm.loading import load_model
+from promptrec.lm.scoring import Scorer
+from promptrec.lm.training import LoraSettings, TrainConfig, WideSettings, train
+from promptrec.protocols.features import FEATURES, available_features, feature_row
+from promptrec.protocols.prepare import prepare_movielens
+from promptrec.protocols.shots import sample_shots
+from promptrec.protocols.splits import load_split
+from promptrec.templates.template import load_template
+
+MINI_ML = Path(__file__).parent / "data" / "mini-ml"
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hybrid") / "data"
+    prepare_movielens(MINI_ML, out, history_len=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pools(prepared):
+    return load_split(prepared, "train"), load_split(prepared, "valid")
+
+
+def config(model_dir, **changes) -> TrainConfig:
+    base = TrainConfig(
+        shots=12, num_epochs=1, batch_size=4, valid_examples=0, learning_rate=1e-2,
+        lora=LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0), model=ModelConfig(model=str(model_dir)),
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+@pytest.fixture(scope="module")
+def trained(pools, tiny_model_dir, tmp_path_factory):
+    """One adapter per wide mode, trained on the same 12 shots."""
+    out = tmp_path_factory.mktemp("adapters")
+    for mode in ("residual", "joint", "off"):
+        train(config(tiny_model_dir, wide=WideSettings(mode=mode)), *pools, out / mode)
+    return out
+
+
+def test_features_are_read_from_the_example_alone():
+    example = {
+        "history": [{"liked": True, "rating": 5}, {"liked": False, "rating": 2}],
+        "stats": {"item_num_ratings": 3},
+    }
+    row = dict(zip(FEATURES, feature_row(example, list(FEATURES))))
+    assert row["history_like_fraction"] == 0.5 and row["history_mean_rating"] == 3.5
+    assert row["log_item_ratings"] == pytest.approx(math.log(4)) and row["item_like_rate"] is None
+
+
+def test_available_features_drop_missing_and_constant_ones():
+    examples = [{"history": [{"liked": i % 2 == 0}] * 2, "stats": {"item_like_rate": None}} for i in range(4)]
+    assert available_features(examples) == ["history_like_fraction"]
+
+
+def test_a_zero_wide_part_leaves_the_llm_score_exactly(prepared, tiny_model_dir):
+    model, tokenizer = load_model(ModelConfig(model=str(tiny_model_dir)))
+    examples = load_split(prepared, "test")[:6]
+    names = ("history_like_fraction", "user_like_rate")
+    zero = WidePart(names, np.zeros(2), np.ones(2), np.zeros(2), np.zeros(2), 0.0)
+    template = load_template("movie_rich")
+    plain = Scorer(model, tokenizer, template).score(examples)
+    assert np.array_equal(Scorer(model, tokenizer, template, wide=zero).score(examples), plain)
+    grouped, _ = Scorer(model, tokenizer, template, wide=zero).score_group(examples)
+    assert np.allclose(grouped, plain, atol=1e-4)
+
+
+def test_the_wide_part_round_trips_through_safetensors(pools, tmp_path):
+    shots = sample_shots(pools[0], 14, seed=1, balanced=False)
+    names = available_features(shots)
+    wide = fit_wide(shots, [ex["label"] for ex in shots], names, l2=1.0)
+    wide.save(tmp_path)
+    loaded = load_wide(tmp_path)
+    assert loaded.names == wide.names
+    assert np.array_equal(loaded.logits(pools[1]), wide.logits(pools[1]))
+    (tmp_path / WIDE_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match=WIDE_FILE):
+        load_wide(tmp_path)
+
+
+def test_a_missing_feature_is_filled_with_the_shots_mean(pools):
+    shots = sample_shots(pools[0], 14, seed=1, balanced=False)
+    wide = fit_wide(shots, [ex["label"] for ex in shots], ["user_like_rate"], l2=1.0)
+    blank = {"history": [], "stats": {}}
+    assert wide.logits([blank])[0] == pytest.approx(wide.bias)  # the mean standardizes to 0
+
+
+def test_residual_keeps_the_logistic_fit_and_joint_moves_it(trained, pools):
+    residual, joint = Adapter.open(trained / "residual"), Adapter.open(trained / "joint")
+    shots = [ex for ex in pools[0] if ex["example_id"] in set(residual.record["shot_ids"])]
+    fitted = fit_wide(shots, [ex["label"] for ex in shots], list(residual.wide.names), l2=1.0)
+    assert np.allclose(residual.wide.weight, fitted.weight) and residual.wide.bias == pytest.approx(fitted.bias)
+    assert not np.allclose(joint.wide.weight, fitted.weight), "joint training updates w with the LoRA"
+    for adapter, mode in ((residual, "residual"), (joint, "joint")):
+        assert adapter.record["wide"]["mode"] == mode and adapter.record["loss"] == "bce"
+        assert adapter.record["wide"]["features"] == list(adapter.wide.names)
+
+
+def test_wide_off_trains_the_pure_llm(trained):
+    off = Adapter.open(trained / "off")
+    assert off.wide is None and off.record["wide"] is None and off.record["loss"] == "lm"
+    assert not (trained / "off" / WIDE_FILE).exists()
+
+
+def test_training_leaves_no_partial_directory(trained):
+    assert sorted(p.name for p in trained.iterdir()) == ["joint", "off", "residual"]
+    assert all((trained / name / RUN_RECORD).exists() for name in ("joint", "off", "residual"))
+
+
+def test_evaluate_adds_the_wide_part_and_reports_both_parts(trained, prepared, tiny_model_dir, tmp_path):
+    test = load_split(prepared, "test")
+    eval_config = EvalConfig(
+        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
+    )
+    evaluate(eval_config, test, tmp_path / "hybrid", trained / "residual")
+    rows = [json.loads(line) for line in (tmp_path / "hybrid" / "predictions.jsonl").read_text().splitlines()]
+    wide = Adapter.open(trained / "residual").wide
+    assert [r["wide_score"] for r in rows] == pytest.approx(list(wide.logits(test)))
+    assert [r["score"] for r in rows] == pytest.approx([r["llm_score"] + r["wide_score"] for r in rows])
+    evaluate(eval_config, test, tmp_path / "pure", trained / "off")
+    pure = json.loads((tmp_path / "pure" / "predictions.jsonl").read_text().splitlines()[0])
+    assert "wide_score" not in pure, "an adapter without a wide part keeps working as before"
+
+
+def test_an_ensemble_scores_the_mean_of_its_members(trained, prepared, tiny_model_dir, tmp_path):
+    test = load_split(prepared, "test")
+    eval_config = EvalConfig(
+        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
+    )
+    members = [trained / "residual", trained / "joint"]
+    for index, member in enumerate(members):
+        evaluate(eval_config, test, tmp_path / f"m{index}", member)
+    evaluate(eval_config, test, tmp_path / "ensemble", members)
+
+    def scores(name):
+        return [json.loads(line)["score"] for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+
+    assert scores("ensemble") == pytest.approx(list((np.array(scores("m0")) + np.array(scores("m1"))) / 2), abs=1e-5)
+    record = json.loads((tmp_path / "ensemble" / "config.json").read_text())
+    assert record["ensemble"] == [str(m) for m in members]
+
+
+@pytest.mark.parametrize(
+    "loss, wide, message",
+    [
+        ("lm", {"mode": "residual"}, "loss=lm cannot train the hybrid"),
+        ("auto", {"features": ("colour",)}, "unknown feature 'colour'"),
+        ("auto", {"l2": 0.0}, "wide.l2"),
+        ("auto", {"mode": "wide"}, "wide.mode='wide'"),
+    ],
+)
+def test_impossible_hybrid_configs_are_config_errors(tiny_model_dir, loss, wide, message):
+    with pytest.raises(ConfigError, match=message):
+        config(tiny_model_dir, loss=loss, wide=WideSettings(**wide))
+
+
+def test_naming_a_feature_the_shots_lack_is_an_error(pools, tiny_model_dir, tmp_path):
+    alpaca = [{"example_id": f"a{i}", "label": i % 2, "instruction": "x", "input": "y"} for i in range(12)]
+    with pytest.raises(ConfigError, match="history_like_fraction"):
+        train(config(tiny_model_dir, template="alpaca", wide=WideSettings(features=("history_like_fraction",))),
+              alpaca, [], tmp_path / "a")  # fmt: skip
+    assert not (tmp_path / "a").exists()
