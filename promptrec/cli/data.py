@@ -1,9 +1,9 @@
 """CLI verb `data prepare`: MovieLens, table and Amazon sources into prepared dirs, with optional `--kg` facts.
 
-The handler turns flags into calls of `promptrec.protocols` (and `promptrec.amazon` for Amazon files),
-and prints what was written, what was repaired and the knowledge-load warnings. Preparing examples
-is not here: it is `promptrec.protocols`; the other verbs are in `promptrec.commands` and
-`promptrec.rank_commands`.
+The handler turns flags into calls of `promptrec.protocols` (and `promptrec.data.amazon` for Amazon
+files), and prints what was written, what was repaired and the knowledge-load warnings. It refuses
+an existing prepared dir unless `--overwrite` is given, before reading any data. Preparing
+examples is not here: it is `promptrec.protocols`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from promptrec.core.files import write_json
 from promptrec.data.amazon import load_amazon
 from promptrec.knowledge.graph import Budget, KnowledgeSpec, knowledge_warnings
 from promptrec.protocols.prepare import prepare_dataset, prepare_movielens, prepare_table
+from promptrec.protocols.splits import check_out_dir
 
 EXAMPLES = """examples:
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k
@@ -24,7 +25,8 @@ EXAMPLES = """examples:
   promptrec data prepare amazon --reviews ../shared/data/amazon-gift_cards/Gift_Cards_5.json.gz \
       --meta ../shared/data/amazon-gift_cards/meta_Gift_Cards.json.gz --protocol search --out data/gift-search
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k-kg \
-      --kg imdb=../shared/data/ml-kg/imdb-rkge/auxiliary.txt --kg dbpedia=../shared/data/ml-kg/dbpedia-ml1m"""
+      --kg imdb=../shared/data/ml-kg/imdb-rkge/auxiliary.txt --kg dbpedia=../shared/data/ml-kg/dbpedia-ml1m
+  promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k --overwrite"""
 
 
 def add_parser(sub) -> None:
@@ -46,6 +48,7 @@ def add_parser(sub) -> None:
     )
     for source in (movielens, table, amazon):
         source.add_argument("--out", required=True, help="output dir for train/valid/test.jsonl + manifest.json")
+        source.add_argument("--overwrite", action="store_true", help="replace a prepared dir already in --out")
         source.add_argument("--history-len", type=int, default=10)
         source.add_argument("--max-examples", type=int, default=10000, help="keep the last N examples (TALLRec: 10000)")
         source.add_argument(
@@ -60,23 +63,20 @@ def add_parser(sub) -> None:
 
 
 def data_prepare(args) -> int:
+    out = resolve_path(args.out)
+    check_out_dir(out, args.overwrite)  # before loading: a refused --out costs nothing
     if args.source_kind == "amazon":
         manifest = _prepare_amazon(args)
     elif args.source_kind == "movielens":
-        manifest = prepare_movielens(
-            resolve_path(args.source),
-            resolve_path(args.out),
-            args.history_len,
-            args.max_examples,
-            args.protocol,
-            knowledge=_knowledge_spec(args),
-        )
+        knowledge = _knowledge_spec(args)
+        source = resolve_path(args.source)
+        manifest = prepare_movielens(source, out, args.history_len, args.max_examples, args.protocol, knowledge)
     else:
         manifest = prepare_table(
             args.interactions,
             args.items,
             args.users,
-            resolve_path(args.out),
+            out,
             history_len=args.history_len,
             max_examples=args.max_examples,
             protocol=args.protocol,
