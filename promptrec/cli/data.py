@@ -16,7 +16,7 @@ from promptrec.core.errors import ConfigError
 from promptrec.core.files import write_json
 from promptrec.data.amazon import load_amazon
 from promptrec.knowledge.graph import Budget, KnowledgeSpec, knowledge_warnings
-from promptrec.protocols.prepare import prepare_dataset, prepare_movielens, prepare_table
+from promptrec.protocols.prepare import PROTOCOLS, prepare_dataset, prepare_movielens, prepare_table
 from promptrec.protocols.splits import check_out_dir
 
 EXAMPLES = """examples:
@@ -26,6 +26,7 @@ EXAMPLES = """examples:
       --meta ../shared/data/amazon-gift_cards/meta_Gift_Cards.json.gz --protocol search --out data/gift-search
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k-kg \
       --kg imdb=../shared/data/ml-kg/imdb-rkge/auxiliary.txt --kg dbpedia=../shared/data/ml-kg/dbpedia-ml1m
+  promptrec data prepare movielens --source ../shared/data/ml-100k --protocol global-time --out data/ml100k-time
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k --overwrite"""
 
 
@@ -50,13 +51,19 @@ def add_parser(sub) -> None:
         source.add_argument("--out", required=True, help="output dir for train/valid/test.jsonl + manifest.json")
         source.add_argument("--overwrite", action="store_true", help="replace a prepared dir already in --out")
         source.add_argument("--history-len", type=int, default=10)
-        source.add_argument("--max-examples", type=int, default=10000, help="keep the last N examples (TALLRec: 10000)")
+        source.add_argument(
+            "--max-examples",
+            type=int,
+            default=10000,
+            help="tallrec protocol only: keep the last N examples (TALLRec: 10000)",
+        )
         source.add_argument(
             "--protocol",
-            choices=["tallrec", "next-item", "search"],
+            choices=PROTOCOLS,
             default="tallrec",
-            help="tallrec: pointwise like/dislike examples; next-item: leave-one-out for candidates/rank; "
-            "search: product search with category-path queries (needs item categories or brand)",
+            help="tallrec: pointwise like/dislike examples, each user's windows cut 80/10/10; global-time: the "
+            "same examples, all ratings on one timeline cut 80/10/10; next-item: leave-one-out for "
+            "candidates/rank; search: product search with category-path queries (needs item categories or brand)",
         )
         _add_knowledge_flags(source)
         source.set_defaults(handler=data_prepare)
@@ -84,8 +91,20 @@ def data_prepare(args) -> int:
         )
     counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
     print(f"wrote {args.out}: {counts}")
+    _print_time_cut(manifest)
     _print_knowledge(manifest)
     return 0
+
+
+def _print_time_cut(manifest: dict) -> None:
+    if manifest["name"] != "global-time":
+        return
+    for split in ("train", "valid", "test"):
+        counts = manifest["counts"][split]
+        print(
+            f"{split}: {counts['num_interactions']} interactions from {counts['first_timestamp']} to "
+            f"{counts['last_timestamp']}, {counts['num_without_full_history']} without a full history"
+        )
 
 
 def _prepare_amazon(args) -> dict:
@@ -101,7 +120,8 @@ def _prepare_amazon(args) -> dict:
     manifest = prepare_dataset(dataset, out, args.protocol, args.history_len, 3.0, args.max_examples, knowledge)
     write_json(out / "load_report.json", report.to_dict())
     rates = ", ".join(f"{name} {info['positive_rate']}" for name, info in manifest["splits"].items())
-    print(f"positive rate ({'rating > 3' if args.protocol == 'tallrec' else 'label 1'}): {rates}")
+    rule = "rating > 3" if args.protocol in ("tallrec", "global-time") else "label 1"
+    print(f"positive rate ({rule}): {rates}")
     return manifest
 
 
