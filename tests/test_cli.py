@@ -184,6 +184,13 @@ def test_data_prepare_overwrite_replaces_the_dir(capsys, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.jsonl", "train.jsonl", "valid.jsonl"]
 
 
+def test_data_import_refuses_a_prepared_dir_without_overwrite(capsys, prepared, tmp_path):
+    before = {p.name: p.read_bytes() for p in prepared.iterdir()}
+    code, _, err = run(capsys, ["data", "import", "tallrec", "--train", str(ALPACA), "--out", str(prepared)])
+    assert code == 2 and "already holds prepared data" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in prepared.iterdir()} == before
+
+
 def test_data_prepare_crash_keeps_the_old_dir(capsys, tmp_path, monkeypatch):
     out = tmp_path / "prepared"
     assert run(capsys, [*PREPARE, str(out)])[0] == 0

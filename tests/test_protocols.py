@@ -312,9 +312,9 @@ def test_alpaca_output_normalisation(tmp_path, output, label):
     [
         (
             [{"instruction": "i", "input": "x", "output": "Maybe."}],
-            r"bad\.json: record 0 has output 'Maybe\.'",
+            r"bad\.json: record 0 \(0-based\) has output 'Maybe\.'",
         ),
-        ([{"instruction": "i", "output": "Yes."}], r"bad\.json: record 0 has no 'input' key"),
+        ([{"instruction": "i", "output": "Yes."}], r"bad\.json: record 0 \(0-based\) has no 'input' key"),
         ({"instruction": "i"}, r"bad\.json: expected a JSON list"),
     ],
 )

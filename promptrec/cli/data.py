@@ -1,7 +1,8 @@
-"""CLI verb `data prepare`: MovieLens, table and Amazon sources into prepared dirs, with optional `--kg` facts.
+"""CLI verbs `data prepare` (MovieLens, table and Amazon sources, optional `--kg` facts) and `data import`
+(TALLRec's published instruction files), each into a prepared dir.
 
-The handler turns flags into calls of `promptrec.protocols` (and `promptrec.data.amazon` for Amazon
-files), and prints what was written, what was repaired and the knowledge-load warnings. It refuses
+The handlers turn flags into calls of `promptrec.protocols` (and `promptrec.data.amazon` for Amazon
+files), and print what was written, what was repaired and the knowledge-load warnings. Both refuse
 an existing prepared dir unless `--overwrite` is given, before reading any data. Preparing
 examples is not here: it is `promptrec.protocols`.
 """
@@ -18,6 +19,7 @@ from promptrec.data.amazon import load_amazon
 from promptrec.knowledge.graph import Budget, KnowledgeSpec, knowledge_warnings
 from promptrec.protocols.prepare import PROTOCOLS, prepare_dataset, prepare_movielens, prepare_table
 from promptrec.protocols.splits import check_out_dir
+from promptrec.protocols.tallrec_import import import_tallrec
 
 EXAMPLES = """examples:
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k
@@ -27,11 +29,12 @@ EXAMPLES = """examples:
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k-kg \
       --kg imdb=../shared/data/ml-kg/imdb-rkge/auxiliary.txt --kg dbpedia=../shared/data/ml-kg/dbpedia-ml1m
   promptrec data prepare movielens --source ../shared/data/ml-100k --protocol global-time --out data/ml100k-time
+  promptrec data import tallrec --train book/train.json --valid book/valid.json --test book/test.json --out data/book
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k --overwrite"""
 
 
 def add_parser(sub) -> None:
-    parser = command_parser(sub, "data", "Prepare pointwise examples (TALLRec protocol) from raw data.", EXAMPLES)
+    parser = command_parser(sub, "data", "Prepare pointwise examples from raw data or TALLRec's files.", EXAMPLES)
     verbs = parser.add_subparsers(dest="verb", required=True)
     prepare = verbs.add_parser("prepare", help="build train/valid/test examples")
     sources = prepare.add_subparsers(dest="source_kind", required=True)
@@ -67,6 +70,31 @@ def add_parser(sub) -> None:
         )
         _add_knowledge_flags(source)
         source.set_defaults(handler=data_prepare)
+    _add_import_parser(verbs)
+
+
+def _add_import_parser(verbs) -> None:
+    importer = verbs.add_parser("import", help="turn published instruction files into a prepared dir")
+    formats = importer.add_subparsers(dest="format", required=True)
+    tallrec = formats.add_parser(
+        "tallrec", help="TALLRec's Alpaca-style JSON ({instruction, input, output} records) of any domain"
+    )
+    tallrec.add_argument("--train", required=True, help="train.json (TALLRec's instruction file)")
+    tallrec.add_argument("--valid", help="valid.json (without it, train with --valid or --set valid_examples=0)")
+    tallrec.add_argument("--test", help="test.json")
+    tallrec.add_argument("--out", required=True, help="output dir for <split>.jsonl + manifest.json")
+    tallrec.add_argument("--overwrite", action="store_true", help="replace a prepared dir already in --out")
+    tallrec.set_defaults(handler=data_import)
+
+
+def data_import(args) -> int:
+    out = resolve_path(args.out)
+    check_out_dir(out, args.overwrite)
+    paths = {split: resolve_path(path) for split in ("train", "valid", "test") if (path := getattr(args, split))}
+    manifest = import_tallrec(paths, out)
+    counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
+    print(f"wrote {args.out}: {counts}")
+    return 0
 
 
 def data_prepare(args) -> int:

@@ -138,10 +138,10 @@ def load_alpaca(path) -> list[dict]:
 def _alpaca_example(path: Path, index: int, record) -> dict:
     for key in ALPACA_KEYS:
         if not isinstance(record, dict) or key not in record:
-            raise DataError(f"{path}: record {index} has no {key!r} key; every record needs {ALPACA_KEYS}")
+            raise DataError(f"{path}: record {index} (0-based) has no {key!r} key; every record needs {ALPACA_KEYS}")
     answer = str(record["output"]).strip().lower().removesuffix(".")
     if answer not in ALPACA_LABELS:
-        raise DataError(f"{path}: record {index} has output {record['output']!r}; expected 'Yes.' or 'No.'")
+        raise DataError(f"{path}: record {index} (0-based) has output {record['output']!r}; expected 'Yes.' or 'No.'")
     return {
         "example_id": f"{path.stem}-{index:05d}",
         **{key: record[key] for key in ALPACA_KEYS},
