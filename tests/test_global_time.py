@@ -121,7 +121,7 @@ def test_no_history_reaches_its_example_time(mini_time):
             assert example["stats"]["user_num_ratings"] >= 3
 
 
-def test_examples_render_with_the_tallrec_templates(mini_time):
+def test_examples_render_with_the_title_and_tallrec_templates(mini_time):
     for example in load_split(mini_time, "test"):
-        for name in ("tallrec_plain", "movie_rich"):
+        for name in ("history_titles", "tallrec_plain", "movie_rich"):
             assert load_template(name).render(example)

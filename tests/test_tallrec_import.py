@@ -158,6 +158,19 @@ def test_alpaca_renders_imported_examples_as_the_original_file(imported, tmp_pat
     assert [template.render(e) for e in imported_examples] == [template.render(e) for e in original]
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_history_titles_renders_imported_movies_and_books(imported, split):
+    for example in load_split(imported, split):
+        text = load_template("history_titles").render(example)
+        liked = example["stats"]["history_num_liked"]
+        assert f"They liked {liked} of the {len(example['history'])} items shown." in text
+        assert text.endswith("Question: will the user like this one? Answer:\n")
+    book = load_split(imported, "test")[0]
+    assert "- Tom's Midnight Garden (Yearling Classics) by Philippa Einzig, Susan Pearce\n" in (
+        load_template("history_titles").render(book)
+    )
+
+
 def test_only_train_writes_only_train(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(import_argv(out, train=write(tmp_path / "train.json", BOOKS))) == 0
@@ -169,7 +182,7 @@ def test_training_on_train_only_asks_for_a_valid_split(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(import_argv(out, train=write(tmp_path / "train.json", BOOKS))) == 0
     capsys.readouterr()
-    assert main(["train", "--data", str(out), "--template", "alpaca", "--out", str(tmp_path / "a")]) == 2
+    assert main(["train", "--data", str(out), "--template", "history_titles", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no valid split" in err and "--set valid_examples=0" in err
 
