@@ -212,6 +212,12 @@ def test_data_prepare_crash_keeps_the_old_dir(capsys, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
 
 
+def test_data_help_examples_keep_their_shell_line_continuations(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "--help"])
+    assert "Gift_Cards_5.json.gz \\\n      --meta" in capsys.readouterr().out
+
+
 def test_every_verb_has_examples_in_help(capsys):
     for verb in ("prompts", "data", "train", "evaluate", "baselines", "quickstart"):
         with pytest.raises(SystemExit):

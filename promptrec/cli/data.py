@@ -21,7 +21,7 @@ from promptrec.protocols.prepare import PROTOCOLS, prepare_dataset, prepare_movi
 from promptrec.protocols.splits import check_out_dir
 from promptrec.protocols.tallrec_import import import_tallrec
 
-EXAMPLES = """examples:
+EXAMPLES = r"""examples:
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k
   promptrec data prepare table --interactions ratings.csv --items items.csv --out data/mine
   promptrec data prepare amazon --reviews ../shared/data/amazon-gift_cards/Gift_Cards_5.json.gz \
