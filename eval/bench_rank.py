@@ -9,6 +9,8 @@ machine (the ceiling a scoring path can approach). Ends with one JSON line for t
     python eval/bench_rank.py --users 4 --template movie_rich   # facts after the candidate: less to share
     python eval/bench_rank.py --shape llama-7b --dtype bfloat16 --device cuda   # random 7B-shaped weights
     python eval/bench_rank.py --model DIR --quantization 4bit --device cuda
+
+It also times `Scorer.score_group` with and without a hybrid's wide part on the same users (wide_overhead).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import numpy as np
 import torch
 
 from promptrec.baselines.retrievers import build_candidates
+from promptrec.baselines.wide import fit_wide
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.loading import load_model, load_tokenizer
 from promptrec.lm.scoring import Scorer, score_sequences, score_shared_prefix
 from promptrec.protocols.candidates import CandidateConfig
+from promptrec.protocols.features import available_features
 from promptrec.protocols.next_item import CandidateExamples, load_catalog
 from promptrec.protocols.prepare import prepare_movielens
 from promptrec.templates.template import load_template
@@ -89,8 +93,8 @@ def load(args):
     return load_model(ModelConfig(args.model, args.dtype, args.device, args.quantization))
 
 
-def build_groups(args, tokenizer) -> tuple[list[list[list[int]]], int]:
-    """Token sequences per user (one per candidate) through the real candidate and template path."""
+def build_groups(args, tokenizer) -> tuple[list[list[list[int]]], int, list[list[dict]]]:
+    """Token sequences per user (one per candidate) through the real candidate and template path, and the examples."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         prepare_movielens(args.source, data, history_len=10, protocol="next-item")
@@ -99,8 +103,37 @@ def build_groups(args, tokenizer) -> tuple[list[list[list[int]]], int]:
         contexts, builder = catalog.contexts("test"), CandidateExamples(catalog)
     rows = random.Random(args.seed).sample(rows, args.users)
     scorer = Scorer(None, tokenizer, load_template(args.template))
-    groups = [[scorer.encode(builder.build(contexts[r["user_id"]], item)) for item in r["candidates"]] for r in rows]
-    return groups, scorer.answers
+    examples = [[builder.build(contexts[r["user_id"]], item) for item in r["candidates"]] for r in rows]
+    groups = [[scorer.encode(example) for example in group] for group in examples]
+    return groups, scorer.answers, examples
+
+
+def wide_overhead(model, tokenizer, args, examples: list[list[dict]]) -> dict:
+    """`Scorer.score_group` with and without a wide part on the same users, interleaved (ABAB) so drift cancels.
+
+    The wide part's weights do not change its cost; it is fitted on the candidates with alternating labels.
+    """
+    flat = [example for group in examples for example in group]
+    wide = fit_wide(flat, [i % 2 for i in range(len(flat))], available_features(flat), l2=1.0)
+    template = load_template(args.template)
+    plain = Scorer(model, tokenizer, template, candidates_per_pass=args.batch_size)
+    hybrid = Scorer(model, tokenizer, template, candidates_per_pass=args.batch_size, wide=wide)
+    seconds = {"plain": 0.0, "hybrid": 0.0}
+    for group in examples:
+        for name, scorer in (("plain", plain), ("hybrid", hybrid), ("hybrid", hybrid), ("plain", plain)):
+            start = time.perf_counter()
+            scorer.score_group(group)
+            seconds[name] += time.perf_counter() - start
+    start = time.perf_counter()
+    wide.logits(flat)
+    logits_seconds = time.perf_counter() - start
+    return {
+        "wide_features": list(wide.names),
+        "score_group_plain_s": seconds["plain"],
+        "score_group_hybrid_s": seconds["hybrid"],
+        "wide_overhead": seconds["hybrid"] / seconds["plain"] - 1,
+        "wide_logits_us_per_candidate": 1e6 * logits_seconds / len(flat),
+    }
 
 
 def timed(fn, device: str):
@@ -144,7 +177,7 @@ def main() -> None:
 
     model, tokenizer = load(args)
     device = str(next(model.parameters()).device)
-    groups, answers = build_groups(args, tokenizer)
+    groups, answers, examples = build_groups(args, tokenizer)
     pad, num = tokenizer.pad_token_id, sum(len(g) for g in groups)
     lengths = [len(s) for g in groups for s in g]
     print(f"model {args.shape or args.model} on {device}; {len(groups)} users x {args.candidates} candidates, "
@@ -161,6 +194,7 @@ def main() -> None:
     max_abs_diff = max(float(np.max(np.abs(n - c))) for n, (c, _) in zip(naive, cached))
     processed = sum(p + sum(len(s) - p for s in g) for g, p in zip(groups, prefix_tokens))
     ceiling = forward_throughput(model, int(np.mean(lengths)), args.batch_size)
+    overhead = wide_overhead(model, tokenizer, args, examples)
     result = {
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "model": args.shape or args.model,
@@ -179,6 +213,7 @@ def main() -> None:
         "cached_peak_mib": cached_mib,
         "cached_tokens_per_s": processed / cached_s,
         "forward_tokens_per_s": ceiling,
+        **overhead,
     }
     print(
         f"naive  (every prompt from scratch): {result['naive_cands_per_s']:8.2f} candidates/s, peak {naive_mib:.0f} MiB"
@@ -193,6 +228,10 @@ def main() -> None:
     )
     print(f"cached path runs {result['cached_tokens_per_s']:.0f} tokens/s; a plain forward pass of this shape "
           f"runs {ceiling:.0f} tokens/s ({result['cached_tokens_per_s'] / ceiling:.0%} of it)")  # fmt: skip
+    print(
+        f"hybrid (shared prefix + wide part): {overhead['wide_overhead']:+.2%} time vs the same path without it "
+        f"({overhead['wide_logits_us_per_candidate']:.0f} us per candidate for the wide logit itself)"
+    )
     print(json.dumps(result, sort_keys=True))
 
 

@@ -165,6 +165,62 @@ def test_user_mistakes_are_one_line_and_exit_2(capsys, argv, fragment, prepared,
     assert (finished / "metrics.json").read_text() == '{"auc": 0.7}', "nothing already written is lost"
 
 
+PREPARE = ["data", "prepare", "movielens", "--source", str(MINI_ML), "--history-len", "3", "--out"]
+
+
+def test_data_prepare_refuses_a_prepared_dir_without_overwrite(capsys, prepared):
+    before = {p.name: p.read_bytes() for p in prepared.iterdir()}
+    code, _, err = run(capsys, [*PREPARE, str(prepared), "--history-len", "2"])
+    assert code == 2 and err == f"promptrec: error: {prepared} already holds prepared data (manifest.json); " + (
+        "pass --overwrite or choose another --out\n"
+    )
+    assert {p.name: p.read_bytes() for p in prepared.iterdir()} == before
+
+
+def test_data_prepare_overwrite_replaces_the_dir(capsys, tmp_path):
+    out = tmp_path / "prepared"
+    assert run(capsys, [*PREPARE, str(out)])[0] == 0
+    (out / "candidates.jsonl").write_text("{}\n")  # made from the old splits: must not survive them
+    code, _, err = run(capsys, [*PREPARE, str(out), "--history-len", "2", "--overwrite"])
+    assert code == 0, err
+    assert json.loads((out / "manifest.json").read_text())["parameters"]["history_len"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.jsonl", "train.jsonl", "valid.jsonl"]
+
+
+def test_data_import_refuses_a_prepared_dir_without_overwrite(capsys, prepared, tmp_path):
+    before = {p.name: p.read_bytes() for p in prepared.iterdir()}
+    code, _, err = run(capsys, ["data", "import", "tallrec", "--train", str(ALPACA), "--out", str(prepared)])
+    assert code == 2 and "already holds prepared data" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in prepared.iterdir()} == before
+
+
+def test_data_prepare_crash_keeps_the_old_dir(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "prepared"
+    assert run(capsys, [*PREPARE, str(out)])[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    real_write_bytes, calls = Path.write_bytes, []
+
+    def disk_full_on_second_split(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full_on_second_split)
+    with pytest.raises(OSError, match="No space left"):
+        main([*PREPARE, str(out), "--history-len", "2", "--overwrite"])
+    assert len(calls) == 2, "the crash came after a split was written"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
+def test_data_help_examples_keep_their_shell_line_continuations(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "--help"])
+    assert "Gift_Cards_5.json.gz \\\n      --meta" in capsys.readouterr().out
+
+
 def test_every_verb_has_examples_in_help(capsys):
     for verb in ("prompts", "data", "train", "evaluate", "baselines", "quickstart"):
         with pytest.raises(SystemExit):

@@ -201,14 +201,37 @@ def test_write_refuses_foreign_non_empty_dir(tmp_path, mini_splits):
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
-def test_write_overwrites_a_prepared_dir(tmp_path, mini_splits):
-    write_prepared({"train": mini_splits["train"], "old": mini_splits["test"]}, tmp_path, PROTOCOL)
-    write_prepared(mini_splits, tmp_path, PROTOCOL)
-    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == [
-        "test.jsonl",
-        "train.jsonl",
-        "valid.jsonl",
-    ]
+def test_write_replaces_a_prepared_dir_without_stale_files(tmp_path, mini_splits):
+    out = tmp_path / "prepared"
+    write_prepared({"train": mini_splits["train"], "old": mini_splits["test"]}, out, PROTOCOL, {"knowledge.tsv": b"x"})
+    write_prepared(mini_splits, out, PROTOCOL)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.jsonl", "train.jsonl", "valid.jsonl"]
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"], "no temporary sibling is left"
+
+
+def test_write_refuses_a_file(tmp_path, mini_splits):
+    (tmp_path / "out").write_text("keep me")
+    with pytest.raises(DataError, match=r"out: exists and is not a directory"):
+        write_prepared(mini_splits, tmp_path / "out", PROTOCOL)
+
+
+def test_crash_while_writing_keeps_the_old_prepared_dir(tmp_path, mini_splits, monkeypatch):
+    out = tmp_path / "prepared"
+    write_prepared({"train": mini_splits["train"]}, out, PROTOCOL)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_write_bytes, calls = Path.write_bytes, []
+
+    def disk_full_on_second_split(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full_on_second_split)
+    with pytest.raises(OSError, match="No space left"):
+        write_prepared(mini_splits, out, PROTOCOL)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"], "the half-written temporary dir is removed"
 
 
 def test_prepare_movielens_records_sources(tmp_path):
@@ -289,9 +312,9 @@ def test_alpaca_output_normalisation(tmp_path, output, label):
     [
         (
             [{"instruction": "i", "input": "x", "output": "Maybe."}],
-            r"bad\.json: record 0 has output 'Maybe\.'",
+            r"bad\.json: record 0 \(0-based\) has output 'Maybe\.'",
         ),
-        ([{"instruction": "i", "output": "Yes."}], r"bad\.json: record 0 has no 'input' key"),
+        ([{"instruction": "i", "output": "Yes."}], r"bad\.json: record 0 \(0-based\) has no 'input' key"),
         ({"instruction": "i"}, r"bad\.json: expected a JSON list"),
     ],
 )

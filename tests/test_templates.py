@@ -121,6 +121,34 @@ def test_tallrec_plain_matches_the_tallrec_input_format():
     )
 
 
+def test_history_titles_names_no_domain():
+    text = load_template("history_titles").path.read_text(encoding="utf-8").lower()
+    assert "movie" not in text and "book" not in text
+
+
+@pytest.mark.parametrize(
+    "name, target_line",
+    [
+        ("history_titles", "Target item: So Faux, So Good (Den of Antiquity) by Tamar Myers"),  # imported TALLRec book
+        ("movie", "Target item: What's Eating Gilbert Grape (1993)"),  # `data prepare movielens`: no authors
+    ],
+)
+def test_history_titles_counts_likes_from_the_history(name, target_line):
+    example = load_example(name)
+    text = load_template("history_titles").render(example)
+    liked = sum(entry["liked"] for entry in example["history"])
+    assert f"They liked {liked} of the {len(example['history'])} items shown.\n" in text
+    assert text.count("\n- ") == len(example["history"])
+    assert text.endswith(f"{target_line}\nQuestion: will the user like this one? Answer:\n")
+
+
+def test_history_titles_says_none_for_an_empty_side():
+    example = load_example("movie")
+    example["history"] = [entry for entry in example["history"] if entry["liked"]]
+    text = load_template("history_titles").render(example)
+    assert "Disliked:\n- none\n" in text and "They liked 6 of the 6 items shown." in text
+
+
 @pytest.mark.parametrize("template", list_templates(), ids=lambda t: t.name)
 def test_renders_have_no_blank_line_runs_or_stray_spaces(template):
     text = template.render(example_for(template))

@@ -87,6 +87,11 @@ def valid_examples(data: Path, config) -> list[dict]:
             f"--data {data} is a single file, so there is no valid split; "
             "pass --valid FILE or --set valid_examples=0 to train without early stopping"
         )
+    if not any((data / f"valid{suffix}").is_file() for suffix in (".jsonl", ".json")):  # e.g. imported train only
+        raise ConfigError(
+            f"--data {data} has no valid split (valid.jsonl); "
+            "pass --valid FILE or --set valid_examples=0 to train without early stopping"
+        )
     return load_examples(data, "valid")
 
 

@@ -1,9 +1,10 @@
-"""CLI verb `data prepare`: MovieLens, table and Amazon sources into prepared dirs, with optional `--kg` facts.
+"""CLI verbs `data prepare` (MovieLens, table and Amazon sources, optional `--kg` facts) and `data import`
+(TALLRec's published instruction files), each into a prepared dir.
 
-The handler turns flags into calls of `promptrec.protocols` (and `promptrec.amazon` for Amazon files),
-and prints what was written, what was repaired and the knowledge-load warnings. Preparing examples
-is not here: it is `promptrec.protocols`; the other verbs are in `promptrec.commands` and
-`promptrec.rank_commands`.
+The handlers turn flags into calls of `promptrec.protocols` (and `promptrec.data.amazon` for Amazon
+files), and print what was written, what was repaired and the knowledge-load warnings. Both refuse
+an existing prepared dir unless `--overwrite` is given, before reading any data. Preparing
+examples is not here: it is `promptrec.protocols`.
 """
 
 from __future__ import annotations
@@ -16,19 +17,24 @@ from promptrec.core.errors import ConfigError
 from promptrec.core.files import write_json
 from promptrec.data.amazon import load_amazon
 from promptrec.knowledge.graph import Budget, KnowledgeSpec, knowledge_warnings
-from promptrec.protocols.prepare import prepare_dataset, prepare_movielens, prepare_table
+from promptrec.protocols.prepare import PROTOCOLS, prepare_dataset, prepare_movielens, prepare_table
+from promptrec.protocols.splits import check_out_dir
+from promptrec.protocols.tallrec_import import import_tallrec
 
-EXAMPLES = """examples:
+EXAMPLES = r"""examples:
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k
   promptrec data prepare table --interactions ratings.csv --items items.csv --out data/mine
   promptrec data prepare amazon --reviews ../shared/data/amazon-gift_cards/Gift_Cards_5.json.gz \
       --meta ../shared/data/amazon-gift_cards/meta_Gift_Cards.json.gz --protocol search --out data/gift-search
   promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k-kg \
-      --kg imdb=../shared/data/ml-kg/imdb-rkge/auxiliary.txt --kg dbpedia=../shared/data/ml-kg/dbpedia-ml1m"""
+      --kg imdb=../shared/data/ml-kg/imdb-rkge/auxiliary.txt --kg dbpedia=../shared/data/ml-kg/dbpedia-ml1m
+  promptrec data prepare movielens --source ../shared/data/ml-100k --protocol global-time --out data/ml100k-time
+  promptrec data import tallrec --train book/train.json --valid book/valid.json --test book/test.json --out data/book
+  promptrec data prepare movielens --source ../shared/data/ml-100k --out data/ml100k --overwrite"""
 
 
 def add_parser(sub) -> None:
-    parser = command_parser(sub, "data", "Prepare pointwise examples (TALLRec protocol) from raw data.", EXAMPLES)
+    parser = command_parser(sub, "data", "Prepare pointwise examples from raw data or TALLRec's files.", EXAMPLES)
     verbs = parser.add_subparsers(dest="verb", required=True)
     prepare = verbs.add_parser("prepare", help="build train/valid/test examples")
     sources = prepare.add_subparsers(dest="source_kind", required=True)
@@ -46,37 +52,66 @@ def add_parser(sub) -> None:
     )
     for source in (movielens, table, amazon):
         source.add_argument("--out", required=True, help="output dir for train/valid/test.jsonl + manifest.json")
+        source.add_argument("--overwrite", action="store_true", help="replace a prepared dir already in --out")
         source.add_argument("--history-len", type=int, default=10)
-        source.add_argument("--max-examples", type=int, default=10000, help="keep the last N examples (TALLRec: 10000)")
+        source.add_argument(
+            "--max-examples",
+            type=int,
+            default=10000,
+            help="tallrec protocol only: keep the last N examples (TALLRec: 10000)",
+        )
         source.add_argument(
             "--protocol",
-            choices=["tallrec", "next-item", "search"],
+            choices=PROTOCOLS,
             default="tallrec",
-            help="tallrec: pointwise like/dislike examples; next-item: leave-one-out for candidates/rank; "
-            "search: product search with category-path queries (needs item categories or brand)",
+            help="tallrec: pointwise like/dislike examples, each user's windows cut 80/10/10; global-time: the "
+            "same examples, all ratings on one timeline cut 80/10/10; next-item: leave-one-out for "
+            "candidates/rank; search: product search with category-path queries (needs item categories or brand)",
         )
         _add_knowledge_flags(source)
         source.set_defaults(handler=data_prepare)
+    _add_import_parser(verbs)
+
+
+def _add_import_parser(verbs) -> None:
+    importer = verbs.add_parser("import", help="turn published instruction files into a prepared dir")
+    formats = importer.add_subparsers(dest="format", required=True)
+    tallrec = formats.add_parser(
+        "tallrec", help="TALLRec's Alpaca-style JSON ({instruction, input, output} records) of any domain"
+    )
+    tallrec.add_argument("--train", required=True, help="train.json (TALLRec's instruction file)")
+    tallrec.add_argument("--valid", help="valid.json (without it, train with --valid or --set valid_examples=0)")
+    tallrec.add_argument("--test", help="test.json")
+    tallrec.add_argument("--out", required=True, help="output dir for <split>.jsonl + manifest.json")
+    tallrec.add_argument("--overwrite", action="store_true", help="replace a prepared dir already in --out")
+    tallrec.set_defaults(handler=data_import)
+
+
+def data_import(args) -> int:
+    out = resolve_path(args.out)
+    check_out_dir(out, args.overwrite)
+    paths = {split: resolve_path(path) for split in ("train", "valid", "test") if (path := getattr(args, split))}
+    manifest = import_tallrec(paths, out)
+    counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
+    print(f"wrote {args.out}: {counts}")
+    return 0
 
 
 def data_prepare(args) -> int:
+    out = resolve_path(args.out)
+    check_out_dir(out, args.overwrite)  # before loading: a refused --out costs nothing
     if args.source_kind == "amazon":
         manifest = _prepare_amazon(args)
     elif args.source_kind == "movielens":
-        manifest = prepare_movielens(
-            resolve_path(args.source),
-            resolve_path(args.out),
-            args.history_len,
-            args.max_examples,
-            args.protocol,
-            knowledge=_knowledge_spec(args),
-        )
+        knowledge = _knowledge_spec(args)
+        source = resolve_path(args.source)
+        manifest = prepare_movielens(source, out, args.history_len, args.max_examples, args.protocol, knowledge)
     else:
         manifest = prepare_table(
             args.interactions,
             args.items,
             args.users,
-            resolve_path(args.out),
+            out,
             history_len=args.history_len,
             max_examples=args.max_examples,
             protocol=args.protocol,
@@ -84,8 +119,20 @@ def data_prepare(args) -> int:
         )
     counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
     print(f"wrote {args.out}: {counts}")
+    _print_time_cut(manifest)
     _print_knowledge(manifest)
     return 0
+
+
+def _print_time_cut(manifest: dict) -> None:
+    if manifest["name"] != "global-time":
+        return
+    for split in ("train", "valid", "test"):
+        counts = manifest["counts"][split]
+        print(
+            f"{split}: {counts['num_interactions']} interactions from {counts['first_timestamp']} to "
+            f"{counts['last_timestamp']}, {counts['num_without_full_history']} without a full history"
+        )
 
 
 def _prepare_amazon(args) -> dict:
@@ -101,7 +148,8 @@ def _prepare_amazon(args) -> dict:
     manifest = prepare_dataset(dataset, out, args.protocol, args.history_len, 3.0, args.max_examples, knowledge)
     write_json(out / "load_report.json", report.to_dict())
     rates = ", ".join(f"{name} {info['positive_rate']}" for name, info in manifest["splits"].items())
-    print(f"positive rate ({'rating > 3' if args.protocol == 'tallrec' else 'label 1'}): {rates}")
+    rule = "rating > 3" if args.protocol in ("tallrec", "global-time") else "label 1"
+    print(f"positive rate ({rule}): {rates}")
     return manifest
 
 

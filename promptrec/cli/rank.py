@@ -18,11 +18,11 @@ from promptrec.lm.adapter import open_adapters
 from promptrec.protocols.candidates import CandidateConfig, protocol_path, write_candidates
 from promptrec.protocols.next_item import load_catalog
 
-CANDIDATES_EXAMPLES = """examples:
+CANDIDATES_EXAMPLES = r"""examples:
   promptrec data prepare movielens --source ../shared/data/ml-100k --protocol next-item --out data/ml100k-next
   promptrec candidates --data data/ml100k-next --retriever itemknn --num 20 --out runs/cands-knn20.jsonl
   promptrec candidates --data data/ml100k-next --split valid --include-target --seed 1 --out runs/cands-valid.jsonl"""
-RANK_EXAMPLES = """examples:
+RANK_EXAMPLES = r"""examples:
   promptrec rank --data data/ml100k-next --candidates runs/cands-knn20.jsonl --top-k 10 --out runs/ranked.jsonl
   promptrec rank --data data/ml100k-next --candidates runs/cands-knn20.jsonl --adapter adapters/next-64 \
       --out runs/ranked-lora.jsonl --resume          # finish a run that crashed

@@ -4,8 +4,8 @@ Reading: `raw_lines` gives each line's bytes (gunzipped when the file starts wit
 `text_lines` the non-blank UTF-8 lines, `json_object` one line parsed as a JSON object; every bad line
 goes to a `LineErrors`, which fails the load with a `DataError` naming file and line when the file is
 not this format at all or has too many bad lines. Writing: `write_json` and friends write a temporary
-file and rename it, so a crash never leaves a torn file; `refuse_overwrite` is the one rule for
-finished outputs.
+file and rename it, so a crash never leaves a torn file; `atomic_dir` does the same for a whole
+directory; `refuse_overwrite` is the one rule for finished outputs.
 """
 
 from __future__ import annotations
@@ -14,17 +14,20 @@ import gzip
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from promptrec.core.errors import ConfigError, DataError
 
 
-def refuse_overwrite(out: Path, marker: str, overwrite: bool) -> None:
+def refuse_overwrite(out: Path, marker: str, overwrite: bool, what: str = "a finished run") -> None:
     """Finished outputs are never silently replaced: a rerun into the same dir must say so."""
     if (out / marker).exists() and not overwrite:
-        raise ConfigError(f"{out} already holds a finished run ({marker}); pass --overwrite or choose another --out")
+        raise ConfigError(f"{out} already holds {what} ({marker}); pass --overwrite or choose another --out")
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
@@ -174,3 +177,35 @@ def write_jsonl(path: str | Path, rows: Iterable[dict], **dumps) -> None:
 def write_json(path: str | Path, data: dict) -> None:
     """A JSON record, atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextmanager
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """Yield an empty temporary sibling of `out` to fill; it replaces `out` only if the block finishes.
+
+    On any error the temporary dir is removed and `out` is left as it was. The swap is two renames
+    (old `out` aside, new one in), so only a crash between them can leave `out` missing, with the
+    old contents intact in a hidden `.<name>.old-*` sibling.
+    """
+    out = Path(os.path.abspath(out))  # "." and "a/.." have no name to build siblings from
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = out.with_name(f".{out.name}.tmp-{tag}")
+    tmp.mkdir()  # not tempfile.mkdtemp: its 0700 mode would outlive the rename
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = out.with_name(f".{out.name}.old-{tag}")
+    out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        old.rename(out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old)

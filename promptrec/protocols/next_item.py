@@ -15,6 +15,7 @@ Candidate generation lives in `candidates`, scoring in `ranking`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -150,17 +151,13 @@ def prepare_next_item(
     files = {}
     if knowledge is not None:
         splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge)
-    out_dir = Path(out_dir)
-    manifest_path = write_prepared(splits, out_dir, protocol, files)
     items = [item_record(dataset, item_id) for item_id in sorted(dataset.items)]
-    files = {}
+    protocol["files"] = {}
     for name, rows in ((ITEMS_FILE, items), (INTERACTIONS_FILE, tagged)):
-        text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
-        (out_dir / name).write_text(text, encoding="utf-8")
-        files[name] = {"num_rows": len(rows), "sha256": file_sha256(out_dir / name)}
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) | {"files": files}
-    manifest_path.write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
-    return manifest
+        files[name] = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows).encode()
+        protocol["files"][name] = {"num_rows": len(rows), "sha256": hashlib.sha256(files[name]).hexdigest()}
+    manifest_path = write_prepared(splits, out_dir, protocol, files)  # one atomic write of every file
+    return json.loads(manifest_path.read_text(encoding="utf-8"))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""`data prepare`: a `Dataset` into a prepared directory under one protocol (tallrec, next-item, search)."""
+"""`data prepare`: a `Dataset` into a prepared directory under one protocol (tallrec, global-time, next-item,
+search)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,14 @@ import json
 from promptrec.core.errors import ConfigError
 from promptrec.data.dataset import Dataset, load_interactions_table, load_movielens
 from promptrec.knowledge.graph import attach_knowledge
+from promptrec.protocols.global_time import build_global_time_examples, global_time_protocol
 from promptrec.protocols.next_item import prepare_next_item
 from promptrec.protocols.search import prepare_search
 from promptrec.protocols.splits import write_prepared
 from promptrec.protocols.tallrec import build_tallrec_examples, tallrec_protocol
 
 
-def _prepare(dataset: Dataset, out_dir, history_len, like_threshold, max_examples, knowledge=None) -> dict:
-    fractions = (0.8, 0.1, 0.1)
-    splits = build_tallrec_examples(dataset, history_len, like_threshold, max_examples, fractions)
-    protocol = tallrec_protocol(dataset, history_len, like_threshold, max_examples, fractions)
+def _write(dataset: Dataset, out_dir, splits: dict, protocol: dict, knowledge=None) -> dict:
     files = {}
     if knowledge is not None:  # a knowledge.KnowledgeSpec: KG facts go into every example as "kg"
         splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge)
@@ -24,7 +23,10 @@ def _prepare(dataset: Dataset, out_dir, history_len, like_threshold, max_example
     return json.loads(manifest_path.read_text(encoding="utf-8"))
 
 
-PROTOCOLS = ("tallrec", "next-item", "search")
+FRACTIONS = (0.8, 0.1, 0.1)  # train, valid, test: TALLRec's cut, used by the global-time split too
+
+
+PROTOCOLS = ("tallrec", "global-time", "next-item", "search")
 
 
 def prepare_dataset(
@@ -36,13 +38,24 @@ def prepare_dataset(
     max_examples: int = 10000,
     knowledge=None,
 ) -> dict:
-    """Write `dataset` prepared under `protocol` (pointwise TALLRec or leave-one-out next-item)."""
+    """Write `dataset` prepared under `protocol` into `out_dir`, replacing a prepared dir there.
+
+    `max_examples` applies to the tallrec protocol only; the others keep every example.
+    """
     if protocol == "tallrec":
-        return _prepare(dataset, out_dir, history_len, like_threshold, max_examples, knowledge)
+        splits = build_tallrec_examples(dataset, history_len, like_threshold, max_examples, FRACTIONS)
+        record = tallrec_protocol(dataset, history_len, like_threshold, max_examples, FRACTIONS)
+        return _write(dataset, out_dir, splits, record, knowledge)
+    if protocol == "global-time":
+        splits, counts = build_global_time_examples(dataset, history_len, like_threshold, FRACTIONS)
+        record = global_time_protocol(dataset, history_len, like_threshold, FRACTIONS, counts)
+        return _write(dataset, out_dir, splits, record, knowledge)
     if protocol == "next-item":  # rank-time candidate examples get the same KG facts (next_item.CandidateExamples)
         return prepare_next_item(dataset, out_dir, history_len, like_threshold, knowledge=knowledge)
     if knowledge is not None:
-        raise ConfigError(f"--kg works with the tallrec and next-item protocols, not {protocol!r}; drop --kg")
+        raise ConfigError(
+            f"--kg works with the tallrec, global-time and next-item protocols, not {protocol!r}; drop --kg"
+        )
     if protocol == "search":  # personalised product search (Ai et al. 2017); needs item categories or brand
         return prepare_search(dataset, out_dir, history_len)
     raise ConfigError(f"unknown protocol {protocol!r}; pick one of: {', '.join(PROTOCOLS)}")

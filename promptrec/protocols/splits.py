@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from promptrec.core.errors import DataError
-from promptrec.core.files import file_sha256, read_jsonl, read_text
+from promptrec.core.files import atomic_dir, file_sha256, read_jsonl, read_text, refuse_overwrite
 
 SPLITS = ("train", "valid", "test")
 
@@ -30,32 +30,38 @@ def write_prepared(splits: dict[str, list[dict]], out_dir, protocol: dict, files
 
     `files` ({name: bytes}) are written beside them, e.g. knowledge.tsv (its record is in `protocol`).
 
-    The same splits and protocol always give byte-identical files. A directory holding files
+    The same splits and protocol always give byte-identical files. Everything is written into a
+    temporary sibling that replaces `out_dir` at the end (`atomic_dir`), so a crash never leaves a
+    half-written prepared dir and a replaced one keeps no stale files. A directory holding files
     but no manifest.json is refused, so a typo cannot overwrite unrelated data.
     """
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir)
-    for name, data in (files or {}).items():
-        (out_dir / name).write_bytes(data)
-    split_records = {}
-    for split, examples in splits.items():
-        data = "".join(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in examples)
-        data = data.encode("utf-8")
-        (out_dir / f"{split}.jsonl").write_bytes(data)
-        labels = [e["label"] for e in examples]
-        split_records[split] = {
-            "file": f"{split}.jsonl",
-            "num_examples": len(examples),
-            "positive_rate": round(sum(labels) / len(labels), 6) if labels else None,
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-    manifest = {**protocol, "splits": split_records}
-    manifest_path = out_dir / MANIFEST_NAME
-    manifest_path.write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
-    return manifest_path
+    check_out_dir(out_dir)
+    with atomic_dir(out_dir) as tmp_dir:
+        for name, data in (files or {}).items():
+            (tmp_dir / name).write_bytes(data)
+        split_records = {split: _write_split(tmp_dir, split, examples) for split, examples in splits.items()}
+        manifest = {**protocol, "splits": split_records}
+        (tmp_dir / MANIFEST_NAME).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    return out_dir / MANIFEST_NAME
 
 
-def prepare_out_dir(out_dir: Path) -> None:
+def _write_split(out_dir: Path, split: str, examples: list[dict]) -> dict:
+    data = "".join(json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in examples).encode("utf-8")
+    (out_dir / f"{split}.jsonl").write_bytes(data)
+    labels = [e["label"] for e in examples]
+    return {
+        "file": f"{split}.jsonl",
+        "num_examples": len(examples),
+        "positive_rate": round(sum(labels) / len(labels), 6) if labels else None,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def check_out_dir(out_dir: Path, overwrite: bool = True) -> None:
+    """The overwrite rule for prepared dirs: only an empty or prepared dir may be written, and a
+    prepared one (it holds manifest.json) only with `overwrite`. The CLI checks it before loading
+    any data; `write_prepared` checks it again and always replaces."""
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: exists and is not a directory; pick an empty directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
@@ -63,9 +69,7 @@ def prepare_out_dir(out_dir: Path) -> None:
             f"{out_dir}: not empty and holds no {MANIFEST_NAME}, so it is not a prepared-data "
             "directory; pick an empty directory"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.jsonl"):  # splits of a previous preparation, possibly other names
-        old.unlink()
+    refuse_overwrite(out_dir, MANIFEST_NAME, overwrite, what="prepared data")
 
 
 def split_path(path, split: str = "test") -> Path:
@@ -128,10 +132,10 @@ def load_alpaca(path) -> list[dict]:
 def _alpaca_example(path: Path, index: int, record) -> dict:
     for key in ALPACA_KEYS:
         if not isinstance(record, dict) or key not in record:
-            raise DataError(f"{path}: record {index} has no {key!r} key; every record needs {ALPACA_KEYS}")
+            raise DataError(f"{path}: record {index} (0-based) has no {key!r} key; every record needs {ALPACA_KEYS}")
     answer = str(record["output"]).strip().lower().removesuffix(".")
     if answer not in ALPACA_LABELS:
-        raise DataError(f"{path}: record {index} has output {record['output']!r}; expected 'Yes.' or 'No.'")
+        raise DataError(f"{path}: record {index} (0-based) has output {record['output']!r}; expected 'Yes.' or 'No.'")
     return {
         "example_id": f"{path.stem}-{index:05d}",
         **{key: record[key] for key in ALPACA_KEYS},

@@ -32,28 +32,36 @@ def build_tallrec_examples(
     timestamp; every interaction after the first `history_len` becomes a target with the
     `history_len` before it as history. The last `max_examples` are kept and cut by position.
     """
-    _check_parameters(history_len, max_examples, fractions)
+    check_history_len(history_len)
+    if not isinstance(max_examples, int) or max_examples < 1:
+        raise ConfigError(f"max_examples must be a positive integer, got {max_examples!r}; TALLRec uses 10000")
+    check_fractions(fractions)
     check_attribute_names(dataset)
     windows = _history_windows(dataset.interactions, history_len)[-max_examples:]
-    train_end = int(len(windows) * fractions[0])
-    # round(): 0.8 + 0.1 is 0.9000000000000001 in floats; TALLRec writes 0.9
-    valid_end = int(len(windows) * round(fractions[0] + fractions[1], 12))
-    bounds = {"train": (0, train_end), "valid": (train_end, valid_end), "test": (valid_end, None)}
     prior = PriorStats(dataset.interactions, like_threshold)
     return {
         split: [
             example_record(dataset, f"{split}-{index:05d}", history, target, like_threshold, prior)
             for index, (history, target) in enumerate(windows[start:end])
         ]
-        for split, (start, end) in bounds.items()
+        for split, (start, end) in split_bounds(len(windows), fractions).items()
     }
 
 
-def _check_parameters(history_len: int, max_examples: int, fractions) -> None:
+def split_bounds(count: int, fractions) -> dict[str, tuple[int, int]]:
+    """(start, end) positions of train/valid/test when `count` things are cut by `fractions`."""
+    train_end = int(count * fractions[0])
+    # round(): 0.8 + 0.1 is 0.9000000000000001 in floats; TALLRec writes 0.9
+    valid_end = int(count * round(fractions[0] + fractions[1], 12))
+    return {"train": (0, train_end), "valid": (train_end, valid_end), "test": (valid_end, count)}
+
+
+def check_history_len(history_len: int) -> None:
     if not isinstance(history_len, int) or history_len < 1:
         raise ConfigError(f"history_len must be a positive integer, got {history_len!r}; TALLRec uses 10")
-    if not isinstance(max_examples, int) or max_examples < 1:
-        raise ConfigError(f"max_examples must be a positive integer, got {max_examples!r}; TALLRec uses 10000")
+
+
+def check_fractions(fractions) -> None:
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ConfigError(
             f"fractions must be three non-negative numbers summing to 1 (train, valid, test), "
@@ -151,14 +159,20 @@ def item_record(dataset: Dataset, item_id: str) -> dict:
 
 def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples, fractions) -> dict:
     """The manifest's protocol record: everything needed to rebuild the splits."""
+    parameters = {
+        "history_len": history_len,
+        "like_threshold": like_threshold,
+        "max_examples": max_examples,
+        "fractions": list(fractions),
+    }
+    return protocol_record("tallrec", dataset, parameters)
+
+
+def protocol_record(name: str, dataset: Dataset, parameters: dict) -> dict:
+    """A protocol's manifest record: its name and parameters, the dataset and its source checksums."""
     return {
-        "name": "tallrec",
-        "parameters": {
-            "history_len": history_len,
-            "like_threshold": like_threshold,
-            "max_examples": max_examples,
-            "fractions": list(fractions),
-        },
+        "name": name,
+        "parameters": parameters,
         "dataset": dataset.name,
         # file names only: absolute paths would make identical data give different manifests
         "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
