@@ -263,3 +263,36 @@ def test_model_config_rejects_unknown_values(kwargs, fragment):
 
 def test_model_config_defaults_to_embedded():
     assert ModelConfig().model == EMBEDDED
+
+
+def test_an_unfinished_training_dir_is_refused(tmp_path):
+    partial = tmp_path / "adapter.partial"
+    partial.mkdir()
+    (partial / "adapter_config.json").write_text("{}")
+    with pytest.raises(ModelError, match="unfinished training run"):
+        Adapter.open(partial)
+
+
+def test_a_pickle_adapter_is_refused_with_the_conversion_command(tmp_path):
+    adapter = stub_adapter(tmp_path)
+    (adapter / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(ModelError, match="safetensors only.*save_file") as info:
+        Adapter.open(adapter)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_adapter_weights_are_a_model_error(adapter_dir, tiny_tokenizer, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(adapter_dir, broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    model = tiny_llama(len(tiny_tokenizer), hidden_size=32, seed=1)
+    with pytest.raises(ModelError, match="truncated or corrupt"):
+        Adapter.open(broken).attach(model, ModelConfig(model="tiny"))
+
+
+def test_a_foreign_adapter_needs_an_explicit_template(adapter_dir):
+    foreign = Adapter.open(adapter_dir)  # saved by PEFT directly: no promptrec run record
+    with pytest.raises(ConfigError, match="--template"):
+        template_name_for(None, foreign, default="tallrec_plain")
+    assert template_name_for("movie_rich", foreign, default="tallrec_plain") == "movie_rich"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from promptrec.cli.main import main
+from promptrec.lm.adapter import Adapter
 from promptrec.protocols.splits import load_alpaca, load_split
 from promptrec.templates.template import load_template
 
@@ -238,3 +239,17 @@ def test_malformed_file_leaves_an_existing_prepared_dir_untouched(imported, tmp_
     assert main([*import_argv(imported, train=bad), "--overwrite"]) == 2
     assert "record 0 (0-based)" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in imported.iterdir()} == before
+
+
+def test_train_with_history_titles_on_an_imported_dir_gives_the_hybrid(tmp_path, tiny_model_dir, capsys):
+    """The hybrid default holds beyond MovieLens: imported title-only histories carry a like-fraction."""
+    books = write(tmp_path / "book.json", BOOKS * 2)
+    out = tmp_path / "imported"
+    assert main(import_argv(out, train=books)) == 0
+    argv = ["train", "--data", str(out), "--template", "history_titles", "--shots", "6", "--model",
+            str(tiny_model_dir), "--set", "num_epochs=1", "--set", "valid_examples=0", "--batch-size", "2",
+            "--out", str(tmp_path / "adapter")]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    adapter = Adapter.open(tmp_path / "adapter")
+    assert adapter.wide is not None and "history_like_fraction" in adapter.wide.names
+    assert adapter.record["loss"] == "bce" and adapter.record["template"]["name"] == "history_titles"

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -185,3 +186,28 @@ def test_two_process_launch_matches_single_process(tiny_model_dir, prepared_dir,
     for a, b in zip(records[0]["history"], records[1]["history"]):
         assert a["valid_auc"] == pytest.approx(b["valid_auc"], abs=1e-6)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+
+
+def test_a_training_run_killed_midway_leaves_nothing_that_loads(prepared_dir, tiny_model_dir, tmp_path, capsys):
+    """kill -9 after the first epoch's weights are saved: no adapter dir appears, and loaders say why."""
+    out = tmp_path / "adapter"
+    argv = [sys.executable, "-m", "promptrec", "train", "--data", str(prepared_dir), "--shots", "8",
+            "--model", str(tiny_model_dir), "--set", "num_epochs=400", "--set", "valid_examples=0",
+            "--batch-size", "4", "--out", str(out)]  # fmt: skip
+    job = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    weights = tmp_path / "adapter.partial" / "adapter_model.safetensors"
+    deadline = time.monotonic() + 120
+    while not weights.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job.kill()
+    job.wait()
+    assert weights.exists(), "the run saved an epoch before it was killed"
+    assert not out.exists()
+    from promptrec.cli.main import main
+
+    for adapter in (out, tmp_path / "adapter.partial"):
+        evaluate = ["evaluate", "--data", str(prepared_dir), "--adapter", str(adapter), "--out", str(tmp_path / "r")]
+        assert main(evaluate) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()

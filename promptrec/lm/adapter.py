@@ -19,6 +19,7 @@ from promptrec.core.lazy import LazyModule
 from promptrec.lm.config import ModelConfig
 
 peft = LazyModule("peft")
+safetensors = LazyModule("safetensors")
 
 RUN_RECORD = "promptrec_run.json"  # written last by `train`, beside PEFT's files
 
@@ -31,6 +32,13 @@ class Adapter:
     @classmethod
     def open(cls, path: str | Path) -> Adapter:
         path = Path(path)
+        if path.name.endswith(".partial"):
+            raise ModelError(
+                f"{path} is an unfinished training run (it was stopped before it finished); "
+                "run `promptrec train` again with the same --out"
+            )
+        if not path.is_dir():
+            raise ModelError(f"{path}: no such adapter directory; pass the --out dir of `promptrec train`")
         if not (path / "adapter_config.json").exists():
             raise ModelError(
                 f"{path} is not a PEFT adapter (no adapter_config.json); pass the --out dir of `promptrec train`"
@@ -40,7 +48,19 @@ class Adapter:
             record = json.loads(record_path.read_text()) if record_path.exists() else {}
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ModelError(f"{record_path} is not valid JSON; retrain the adapter or restore the file") from None
+        if (path / "adapter_model.bin").exists() and not (path / "adapter_model.safetensors").exists():
+            bin_path, out = path / "adapter_model.bin", path / "adapter_model.safetensors"
+            raise ModelError(
+                f"{bin_path} is a pickle file; promptrec loads safetensors only (pickles can run code). Convert it "
+                f'if you trust it: python -c "import torch; from safetensors.torch import save_file; '
+                f"save_file(torch.load('{bin_path}', weights_only=True), '{out}')\""
+            )
         return cls(path, record if isinstance(record, dict) else {})
+
+    @property
+    def finished_by_promptrec(self) -> bool:
+        """Whether `promptrec train` finished this adapter (its run record is written last)."""
+        return bool(self.record)
 
     @property
     def base_model(self) -> str | None:
@@ -79,10 +99,19 @@ class Adapter:
                 model.load_adapter(str(self.path), adapter_name=name, is_trainable=trainable)
                 return model
             return peft.PeftModel.from_pretrained(model, str(self.path), adapter_name=name, is_trainable=trainable)
+        except safetensors.SafetensorError as error:
+            raise ModelError(
+                f"{self.path}: the adapter weights are unreadable ({first_line(error)[:200]}); "
+                "the file is truncated or corrupt: train the adapter again"
+            ) from None
         except (RuntimeError, ValueError, KeyError) as error:
             raise ModelError(
                 f"adapter {self.path} does not fit model {config.model!r} ({first_line(error)[:200]}); "
                 "pass the --model it was trained on"
+            ) from None
+        except OSError as error:
+            raise ModelError(
+                f"{self.path}: cannot read the adapter ({first_line(error)[:150]}); check its files"
             ) from None
 
 
@@ -116,6 +145,12 @@ def template_name_for(template: str | None, adapter: Adapter | list[Adapter | No
     trained = sorted({a.template_name for a in adapters if a is not None and a.template_name})
     if template:
         return template
+    foreign = next((a for a in adapters if a is not None and not a.finished_by_promptrec), None)
+    if foreign is not None:
+        raise ConfigError(
+            f"adapter {foreign.path} has no {RUN_RECORD}: it is not a finished `promptrec train` run (a foreign "
+            "PEFT adapter, or a run that was stopped); pass --template to say which template it was trained with"
+        )
     if len(trained) > 1:
         raise ConfigError(f"the adapters were trained with different templates ({', '.join(trained)}); pass --template")
     return trained[0] if trained else default
