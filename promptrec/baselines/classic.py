@@ -49,7 +49,7 @@ LEARNED = {
     "itemknn": "cosine similarity of the target to the liked/disliked history items (pool's ratings)",
     "logreg": "logistic regression on FEATURES",
     "logreg_onehot": "logistic regression on one-hot user/item/genre/demographic features",
-    "wide": "the hybrid's wide part alone: L2 logistic regression on every named feature the shots carry",
+    "wide": "the hybrid's wide part alone: L2 logistic regression on the default features the shots carry",
 }
 
 

@@ -59,7 +59,7 @@ class LoraSettings:
 @dataclass(frozen=True)
 class WideSettings:
     mode: str = "auto"  # auto (DEFAULT_HYBRID, or off with loss=lm) | residual | joint | off (module docstring)
-    features: tuple[str, ...] = ()  # names from protocols.features; () = every one the shots carry
+    features: tuple[str, ...] = ()  # names from protocols.features; () = those of DEFAULT_FEATURES the shots carry
     l2: float = 1.0  # L2 penalty of the wide part's logistic fit on the shots (C = 1 / l2)
 
     def __post_init__(self):

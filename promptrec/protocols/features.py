@@ -63,6 +63,13 @@ FEATURES: dict[str, Callable[[dict], float | None]] = {
 }
 
 
+# The wide part's default features: the like-rates, without the counts. Chosen on validation data
+# (`python eval/select_wide_features.py data/ml100k data/ml100k-global`: mean valid AUC of the wide
+# part over 5 seeds x 64 shots, 0.7013 for these against 0.6914 for every feature; counts drift with
+# time, so a model fitted on earlier examples extrapolates on later ones). Others can be named.
+DEFAULT_FEATURES = ("history_like_fraction", "history_mean_rating", "item_like_rate", "user_like_rate")
+
+
 def check_feature_names(names: Sequence[str]) -> None:
     unknown = [name for name in names if name not in FEATURES]
     if unknown:
@@ -74,11 +81,11 @@ def feature_row(example: dict, names: Sequence[str]) -> list[float | None]:
 
 
 def available_features(examples: Sequence[dict], names: Sequence[str] | None = None) -> list[str]:
-    """The features (of `names`, default all) that every example gives and that vary across them.
+    """The features (of `names`, default DEFAULT_FEATURES) that every example gives and that vary across them.
 
     A constant feature (every shot shows 10 history items) carries no signal and cannot be scaled.
     """
-    names = list(FEATURES) if names is None else list(names)
+    names = list(DEFAULT_FEATURES) if names is None else list(names)
     check_feature_names(names)
     kept = []
     for name in names:
