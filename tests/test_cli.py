@@ -248,7 +248,8 @@ def test_quickstart_runs_every_step_and_prints_table_and_ranked_list(capsys, ml1
         ],
     )
     assert code == 0, err
-    assert "| zero-shot |" in out and "| 4-shot LoRA |" in out
+    assert "| zero-shot |" in out and "| 4-shot hybrid (LLM + wide) |" in out
+    assert "| 4-shot wide part alone |" in out and "| 4-shot LLM part alone |" in out
     assert "Ranked list for user" in out
     scores = [float(line.split()[1]) for line in out.splitlines() if line.strip()[:3].strip(" .").isdigit()]
     assert scores == sorted(scores, reverse=True) and scores, "the ranked list is in score order"

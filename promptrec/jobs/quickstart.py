@@ -5,12 +5,13 @@ Sized to finish in minutes on 2 CPU cores; every step is the same library call t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from promptrec.core.files import read_jsonl
 from promptrec.jobs.evaluate import EvalConfig, evaluate
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.training import TrainConfig, train
+from promptrec.metrics.pointwise import pointwise_metrics
 from promptrec.protocols.prepare import prepare_movielens
 from promptrec.protocols.splits import MANIFEST_NAME, dataset_checksum, load_split
 
@@ -32,8 +33,22 @@ def run(source: Path, out: Path, template: str, shots: int, epochs: int, limit: 
     say(f"[3/4] adapter saved to {adapter}")
     tuned = evaluate(eval_config, test, out / "few-shot", adapter=adapter, data_record=record, progress=True)
     say(f"[4/4] {shots}-shot AUC {tuned['auc']:.4f}\n")
-    say(results_table({"zero-shot": zero, f"{shots}-shot LoRA": tuned}, template))
+    rows = {"zero-shot": zero, f"{shots}-shot hybrid (LLM + wide)": tuned}
+    rows |= part_metrics(out / "few-shot" / "predictions.jsonl", shots)
+    say(results_table(rows, template))
     say(ranked_list(out / "few-shot" / "predictions.jsonl", test))
+
+
+def part_metrics(predictions_path: Path, shots: int) -> dict[str, dict]:
+    """Rows for each part of a hybrid's score alone (same examples), so the table shows what each adds."""
+    rows = [row for _, row in read_jsonl(predictions_path, "evaluate again")]
+    if "wide_score" not in rows[0]:
+        return {}
+    labels, users = [r["label"] for r in rows], [r.get("user_id") for r in rows]
+    return {
+        f"{shots}-shot wide part alone": pointwise_metrics(labels, [r["wide_score"] for r in rows], users),
+        f"{shots}-shot LLM part alone": pointwise_metrics(labels, [r["llm_score"] for r in rows], users),
+    }
 
 
 def results_table(rows: dict[str, dict], template: str) -> str:
@@ -46,7 +61,7 @@ def results_table(rows: dict[str, dict], template: str) -> str:
 def ranked_list(predictions_path: Path, examples: list[dict], top: int = 10) -> str:
     """The first test user's scored movies, best first, with what they really thought of them."""
     titles = {ex["example_id"]: ex["item"]["title"] for ex in examples}
-    rows = [json.loads(line) for line in predictions_path.read_text().splitlines()]
+    rows = [row for _, row in read_jsonl(predictions_path, "evaluate again")]
     user = rows[0]["user_id"]
     mine = sorted((r for r in rows if r["user_id"] == user), key=lambda r: -r["score"])[:top]
     lines = [f"Ranked list for user {user} (score = log P(Yes) - log P(No)):"]
