@@ -27,6 +27,11 @@ def _prepare(dataset: Dataset, out_dir, history_len, like_threshold, max_example
 PROTOCOLS = ("tallrec", "next-item", "search")
 
 
+def load_warnings(manifest: dict) -> list[str]:
+    """What loading the source repaired (e.g. duplicate rows dropped), one line each, for the CLI to print."""
+    return list(manifest.get("load_warnings", []))
+
+
 def prepare_dataset(
     dataset: Dataset,
     out_dir,

@@ -38,7 +38,8 @@ def build_tallrec_examples(
     train_end = int(len(windows) * fractions[0])
     # round(): 0.8 + 0.1 is 0.9000000000000001 in floats; TALLRec writes 0.9
     valid_end = int(len(windows) * round(fractions[0] + fractions[1], 12))
-    bounds = {"train": (0, train_end), "valid": (train_end, valid_end), "test": (valid_end, None)}
+    bounds = {"train": (0, train_end), "valid": (train_end, valid_end), "test": (valid_end, len(windows))}
+    _check_not_empty(dataset, history_len, len(windows), bounds)
     prior = PriorStats(dataset.interactions, like_threshold)
     return {
         split: [
@@ -59,6 +60,37 @@ def _check_parameters(history_len: int, max_examples: int, fractions) -> None:
             f"fractions must be three non-negative numbers summing to 1 (train, valid, test), "
             f"got {tuple(fractions)!r}; TALLRec uses (0.8, 0.1, 0.1)"
         )
+
+
+def _check_not_empty(dataset: Dataset, history_len: int, num_windows: int, bounds: dict) -> None:
+    """Refuse splits with no example before anything is written (an empty split fails every later step)."""
+    empty = [split for split, (start, end) in bounds.items() if end <= start]
+    if not empty:
+        return
+    counts: dict[str, int] = {}
+    for interaction in dataset.interactions:
+        counts[interaction.user_id] = counts.get(interaction.user_id, 0) + 1
+    longest = max(counts.values(), default=0)
+    if num_windows == 0:
+        raise DataError(
+            f"dataset {dataset.name!r}: no user has more than {history_len} ratings (the most any user has is "
+            f"{longest}), so no example could be built; lower --history-len below {max(longest, 1)} or add data"
+        )
+    raise DataError(
+        f"dataset {dataset.name!r}: only {num_windows} examples could be built, so the {' and '.join(empty)} "
+        f"split would be empty; lower --history-len (each user's first {history_len} ratings are history only) "
+        "or add data"
+    )
+
+
+def source_record(dataset: Dataset) -> dict:
+    """The manifest's record of where the data came from, and what loading repaired (if anything)."""
+    record = {
+        "dataset": dataset.name,
+        # file names only: absolute paths would make identical data give different manifests
+        "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
+    }
+    return record | ({"load_warnings": list(dataset.warnings)} if dataset.warnings else {})
 
 
 def check_attribute_names(dataset: Dataset) -> None:
@@ -159,8 +191,6 @@ def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples
             "max_examples": max_examples,
             "fractions": list(fractions),
         },
-        "dataset": dataset.name,
-        # file names only: absolute paths would make identical data give different manifests
-        "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
+        **source_record(dataset),
         "promptrec_version": __version__,
     }
