@@ -75,6 +75,8 @@ class Dataset:
 def load_movielens(source_dir) -> Dataset:
     """Load the raw MovieLens-100K files (u.data, u.item, u.user, u.genre) from `source_dir`."""
     source_dir = Path(source_dir)
+    if source_dir.is_file():
+        raise DataError(f"{source_dir}: is a file; pass the directory holding {', '.join(MOVIELENS_FILES)}")
     paths = {name: source_dir / name for name in MOVIELENS_FILES}
     for path in paths.values():
         if not path.is_file():
@@ -234,6 +236,8 @@ def load_interactions_table(interactions_path, items_path=None, users_path=None)
 def _read_table(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) pairs from a .csv, .tsv, .jsonl or .json (JSON lines or a JSON list)."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; pass a {', '.join(TABLE_SUFFIXES)} file")
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
     text = read_text(path, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
@@ -293,10 +297,11 @@ def _require_columns(path: Path, rows, columns: tuple[str, ...]) -> None:
     present = set(rows[0][1]) if rows else set()
     for column in columns:
         if column not in present:
-            raise DataError(
-                f"{path}: missing column {column!r} (found: {_found(rows)}); rename the column "
-                f"or add one named {column!r}"
-            )
+            fix = f"rename the column or add one named {column!r}"
+            if len(present) == 1 and any(s in next(iter(present)) for s in (",", ";", "\t", "|")):
+                fix = "the header has one column, so the file uses another separator; save it comma-separated "
+                fix += "as .csv or tab-separated as .tsv"
+            raise DataError(f"{path}: missing column {column!r} (found: {_found(rows)}); {fix}")
 
 
 def _cell(path: Path, line_no: int, row: dict, column: str):
