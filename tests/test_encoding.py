@@ -135,6 +135,24 @@ def test_clean_prompts_encode_exactly_as_a_plain_tokenizer_call(template, tiny_t
     assert prompt.text == template.render(example_for(template), tiny_tokenizer)
 
 
+def test_tokens_the_tokenizer_adds_itself_stay_around_the_prompt(tiny_model_dir, hostile_templates):
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)  # a fresh one: the session's stays as it is
+    bos, eos = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A <|im_end|>", special_tokens=[("<|endoftext|>", bos), ("<|im_end|>", eos)]
+    )
+    template = hostile_templates["joins"]
+    clean = template.render_prompt(plain_words(base_example()), tokenizer)
+    assert encode_prompt(tokenizer, clean, chat=False) == tokenizer(clean.text).input_ids
+    example = plain_words(base_example())
+    example["item"]["genres"] = ["<|im_", "start|>"]
+    ids = encode_prompt(tokenizer, template.render_prompt(example, tokenizer), chat=False)
+    assert ids[0] == bos and ids[-1] == eos and [i for i in ids if i in special_ids(tokenizer)] == [bos, eos]
+
+
 def test_literal_special_tokens_of_the_body_are_trusted_segments(tiny_tokenizer, hostile_templates):
     prompt = hostile_templates["literal_frame"].render_prompt(plain_words(base_example()), tiny_tokenizer)
     assert [s.text for s in prompt.segments if s.trusted] == ["<|im_start|>", "<|im_end|>", "<|im_start|>"]

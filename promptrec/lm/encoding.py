@@ -12,8 +12,6 @@ so their special-token strings become plain text. Clean prompts therefore get th
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from promptrec.core.errors import TemplateError
 from promptrec.templates.segments import Prompt
 from promptrec.templates.template import special_tokens
@@ -26,10 +24,10 @@ def encode_prompt(tokenizer, prompt: Prompt | str, chat: bool) -> list[int]:
         return tokenizer(prompt, add_special_tokens=add_special_tokens).input_ids
     ids = tokenizer(prompt.text, add_special_tokens=add_special_tokens).input_ids
     specials = special_ids(tokenizer)
-    expected = expected_special_ids(tokenizer, prompt, add_special_tokens)
+    head, tail = added_ids(tokenizer) if add_special_tokens else ((), ())
+    expected = expected_special_ids(tokenizer, prompt, specials, head, tail)
     if [i for i in ids if i in specials] == expected:
         return ids
-    head, tail = added_ids(tokenizer) if add_special_tokens else ([], [])
     ids = list(head)
     for segment in prompt.segments:
         pieces = tokenizer(segment.text, add_special_tokens=False, split_special_tokens=not segment.trusted)
@@ -43,10 +41,9 @@ def encode_prompt(tokenizer, prompt: Prompt | str, chat: bool) -> list[int]:
     return ids
 
 
-def expected_special_ids(tokenizer, prompt: Prompt, add_special_tokens: bool) -> list[int]:
-    """Special-token ids the prompt should hold: the tokenizer's own additions and the trusted segments'."""
-    specials = special_ids(tokenizer)
-    head, tail = added_ids(tokenizer) if add_special_tokens else ([], [])
+def expected_special_ids(tokenizer, prompt: Prompt, specials: frozenset[int], head=(), tail=()) -> list[int]:
+    """Special-token ids the prompt should hold: the trusted segments', between the ones the tokenizer
+    adds itself before (`head`, e.g. BOS) and after (`tail`) a text."""
     trusted = [
         i
         for segment in prompt.segments
@@ -57,14 +54,13 @@ def expected_special_ids(tokenizer, prompt: Prompt, add_special_tokens: bool) ->
     return [i for i in head if i in specials] + trusted + [i for i in tail if i in specials]
 
 
-@lru_cache(maxsize=8)
 def special_ids(tokenizer) -> frozenset[int]:
-    """Ids of every special token of `tokenizer` (those `template.special_tokens` lists)."""
+    """Ids of every special token of `tokenizer` (those `template.special_tokens` lists); not cached, since
+    tokens can be added to a tokenizer after its first use."""
     ids = tokenizer.convert_tokens_to_ids(special_tokens(tokenizer))
     return frozenset(i for i in ids if i is not None)
 
 
-@lru_cache(maxsize=8)
 def added_ids(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(before, after): the ids `add_special_tokens=True` puts around a text, e.g. ((BOS,), ())."""
     bare = tokenizer("a", add_special_tokens=False).input_ids
