@@ -1,4 +1,4 @@
-"""Tests for promptrec.templates.sandbox: limits on what one render may do, and no work at compile time."""
+"""Tests for promptrec.templates.limits and .sandbox: what one render may do, and no work at compile time."""
 
 import time
 from pathlib import Path
@@ -7,7 +7,7 @@ import jinja2.meta
 import pytest
 
 from promptrec.core.errors import TemplateError
-from promptrec.templates import sandbox
+from promptrec.templates import limits
 from promptrec.templates.sandbox import SANDBOX
 from promptrec.templates.template import check_templates, load_template
 
@@ -75,11 +75,11 @@ def test_hostile_body_is_one_line_naming_template_and_line(tmp_path, body, expec
     assert expected in message
     assert f"{tmp_path / 't.j2'}:9:" in message, "names the file and the body line"
     assert "\n" not in message
-    assert time.perf_counter() - start < sandbox.MAX_RENDER_SECONDS + 1
+    assert time.perf_counter() - start < limits.MAX_RENDER_SECONDS + 1
 
 
 def test_time_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(sandbox, "MAX_RENDER_SECONDS", 0.05)
+    monkeypatch.setattr(limits, "MAX_RENDER_SECONDS", 0.05)
     body = "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(30) }}{{ item }}"
     with pytest.raises(TemplateError, match="ran longer than 0.05 s"):
         render(tmp_path, body)

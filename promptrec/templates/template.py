@@ -25,7 +25,8 @@ import jinja2.meta
 import yaml
 
 from promptrec.core.errors import TemplateError
-from promptrec.templates.sandbox import SANDBOX, RenderLimitError, compile_body, render_budget
+from promptrec.templates.limits import RenderLimitError, render_budget
+from promptrec.templates.sandbox import SANDBOX, compile_body
 from promptrec.templates.segments import Prompt, chat_prompt, marked_prompt, sentinel_writer, untrusted
 
 
