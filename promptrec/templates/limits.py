@@ -44,6 +44,9 @@ CLOCK_EVERY_STEPS = 16  # read the clock every this many steps (a step is cheap,
 MAX_JSON_INDENT = 16  # tojson(indent=...): output grows with indent x nesting depth
 
 
+LIPSUM_CHARS_PER_WORD = 8  # lipsum(n, max=...) writes up to n x max words of about this many characters
+
+
 class RenderLimitError(Exception):
     """A render broke one of the limits above; the message says which and how to stay inside it."""
 
@@ -148,8 +151,8 @@ def check_format(fmt: str, args: Iterable, what: str) -> float:
     """An upper bound of `fmt % args` / `fmt.format(*args)`: fields x (longest argument + widest width)."""
     values = list(args)
     numbers = [int(d) if len(d) <= 7 else math.inf for d in _DIGITS.findall(fmt)]  # widths, precisions
-    if "*" in fmt:  # '%*d': widths taken from the arguments
-        numbers += [abs(v) for v in values if isinstance(v, int)]
+    if "*" in fmt or "{" in fmt:  # '%*d' and '{:{w}}' take widths from the arguments
+        numbers += [abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool)]
     fields = max(fmt.count("%"), fmt.count("{"))
     longest = max((length_of(v) for v in values), default=0)
     size = len(fmt) + fields * (longest + max(numbers, default=0))

@@ -21,17 +21,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from promptrec.templates.limits import (
+    LIPSUM_CHARS_PER_WORD,
     bounded_range,
     check_format,
     check_method,
     check_multiply,
-    check_numbers,
     check_power,
     check_value,
     concatenated,
     current_budget,
     format_arguments,
     prepare_filter,
+    refuse_size,
     step,
 )
 
@@ -111,7 +112,7 @@ def _finalize(context, value):
 
 
 def _bounded_lipsum(n=5, html=True, min=20, max=100):  # noqa: A002 - Jinja's own parameter names
-    check_numbers([n * max], "lipsum()")
+    refuse_size(n * max * LIPSUM_CHARS_PER_WORD, "lipsum()")
     return jinja2.utils.generate_lorem_ipsum(n, html, min, max)
 
 
