@@ -5,6 +5,7 @@ Built offline once per session and saved with `save_pretrained`, so tests exerci
 """
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,12 @@ def amazon_data_dir() -> Path:
         if not (SHARED_DATA_DIR / name).exists():
             pytest.skip(f"real data not found at {SHARED_DATA_DIR / name}")
     return SHARED_DATA_DIR
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free right now, for `accelerate launch --main_process_port`: with the default 29500, two
+    launch tests running at once (parallel CI jobs, two engineers on one machine) join each other's group."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))  # the kernel picks an unused port; released on close, for the launcher to bind
+        return sock.getsockname()[1]

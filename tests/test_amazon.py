@@ -150,7 +150,7 @@ def test_warnings_name_every_repair_with_counts(loaded):
     text = "\n".join(loaded[1].warnings())
     for fragment in (
         "skipped 1 malformed lines (line 8: missing key 'overall')",
-        "1 repeated (user, item) ratings; kept the latest",
+        "1 repeated (user, item) ratings (0 exact duplicate lines); kept the latest",
         "2 duplicate lines removed (9 lines -> 6 ASINs; 1 differed",
         "1 reviewed items have no metadata; kept with the title 'item <asin>'",
         "3 of 6 items had an HTML-fragment or missing title",
@@ -168,7 +168,16 @@ def test_warnings_name_every_repair_with_counts(loaded):
         (META.read_text(encoding="utf-8"), r"reviews\.json:1: missing key 'reviewerID'; expected Amazon 2018 review"),
         ("asin,reviewerID,rating,timestamp\nA1,U1,5,1\n", r":1: rating 'rating' .*ratings CSV without header"),
         ("A1,U1\n", r":1: expected 4 fields, found 2"),
-        ('{"reviewerID": "U1", "asin": "A1", "overall": 9, "unixReviewTime": 1}\n', r":1: rating 9 is not 1-5"),
+        (
+            '{"reviewerID": "U1", "asin": "A1", "overall": 9, "unixReviewTime": 1}\n',
+            r":1: rating 9 is not a number from 1 to 5",
+        ),
+        (
+            '{"reviewerID": "U1", "asin": "A1", "overall": NaN, "unixReviewTime": 1}\n',
+            r":1: rating nan is not a number from",
+        ),
+        ("A1,U1,inf,1\n", r":1: rating 'inf' is not a number from 1 to 5"),
+        ("A1,U1,5,1.5\n", r":1: timestamp '1.5' is not whole unix seconds"),
         ("", r"the file is empty"),
     ],
 )

@@ -118,6 +118,31 @@ def test_bad_candidate_files_are_refused_with_the_line(catalog, tmp_path, lines,
         load_candidates(path, catalog, "test")
 
 
+def test_candidates_built_for_another_split_are_refused(catalog, tmp_path):
+    rows, record = build_candidates(catalog, "test", CandidateConfig(num=3))
+    write_candidates(rows, record, tmp_path / "c.jsonl")
+    with pytest.raises(DataError) as err:
+        load_candidates(tmp_path / "c.jsonl", catalog, "valid")
+    assert "built for split 'test'" in str(err.value) and "ranking uses split 'valid'" in str(err.value)
+    assert "pass --split test or build candidates with --split valid" in str(err.value)
+    assert load_candidates(tmp_path / "c.jsonl", catalog, "test").rows  # the right split still loads
+
+
+def test_a_users_own_file_without_a_record_loads_for_any_split(catalog, tmp_path):
+    path = tmp_path / "own.jsonl"
+    user = next(iter(catalog.contexts("valid")))
+    path.write_text(json.dumps({"user_id": user, "candidates": ["1", "2"]}) + "\n")
+    assert load_candidates(path, catalog, "valid").rows == [{"user_id": user, "candidates": ["1", "2"]}]
+
+
+def test_a_corrupt_protocol_record_is_named(catalog, tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"user_id": "7", "candidates": ["1"]}\n')
+    protocol_path(path).write_text("{not json")
+    with pytest.raises(DataError, match=r"c\.jsonl\.protocol\.json:1: invalid JSON"):
+        load_candidates(path, catalog, "test")
+
+
 def test_empty_lists_are_skipped_and_counted(catalog, tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"user_id": "7", "candidates": []}\n{"user_id": "3", "candidates": ["1"], "query": "q"}\n')

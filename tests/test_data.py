@@ -8,6 +8,7 @@ import pytest
 
 from promptrec.core.errors import DataError
 from promptrec.data.dataset import Interaction, load_interactions_table, load_movielens
+from promptrec.protocols.prepare import load_warnings, prepare_table
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 
@@ -76,6 +77,9 @@ def test_movielens_missing_file_names_path_and_fix(mini_ml, missing):
     [
         ("u.data", "7\t1\t5", r"u\.data:32: expected 4 '\\t'-separated fields, found 3"),
         ("u.data", "7\t1\tfive\t880001000", r"u\.data:32: rating must be an integer, got 'five'"),
+        ("u.data", "7\t1\tnan\t880001000", r"u\.data:32: rating must be an integer, got 'nan'"),
+        ("u.data", "7\t1\t6\t880001000", r"u\.data:32: rating 6 is outside 1-5 stars"),
+        ("u.data", "7\t1\t0\t880001000", r"u\.data:32: rating 0 is outside 1-5 stars"),
         ("u.data", "7\t1\t5\tyesterday", r"u\.data:32: timestamp must be an integer"),
         ("u.user", "99|old|M|writer|00000", r"u\.user:4: age must be an integer, got 'old'"),
         ("u.user", "3|24|M|technician|85711", r"u\.user:4: duplicate user_id '3'"),
@@ -109,6 +113,17 @@ def test_movielens_unknown_reference_counts_and_names_first(mini_ml, extra, expe
         handle.write(extra)
     with pytest.raises(DataError, match=expected):
         load_movielens(mini_ml)
+
+
+def test_movielens_duplicate_rows_are_dropped_and_counted(mini_ml):
+    lines = (mini_ml / "u.data").read_text().splitlines()
+    with open(mini_ml / "u.data", "a") as handle:
+        handle.write(f"{lines[0]}\n{lines[1]}\n{lines[0]}\n")
+    dataset, clean = load_movielens(mini_ml), load_movielens(MINI_ML)
+    assert dataset.interactions == clean.interactions
+    assert dataset.warnings == (f"{mini_ml / 'u.data'}: dropped 3 duplicate rows (same user, item, timestamp and "
+                                "rating as one before)",)  # fmt: skip
+    assert clean.warnings == ()
 
 
 # ---------------------------------------------------------------- generic tables
@@ -189,7 +204,9 @@ def test_table_missing_column_names_column_and_found(tmp_path, header, expected)
     "row, expected",
     [
         ("u1,10,4", r"r\.csv:3: 3 fields but the header has 4"),
-        ("u1,10,great,5", r"r\.csv:3: rating must be a number, got 'great'"),
+        ("u1,10,great,5", r"r\.csv:3: rating must be a finite number, got 'great'"),
+        ("u1,10,nan,5", r"r\.csv:3: rating must be a finite number, got 'nan'"),
+        ("u1,10,-inf,5", r"r\.csv:3: rating must be a finite number, got '-inf'"),
         (
             "u1,10,4,2020-01-01",
             r"r\.csv:3: timestamp must be an integer \(unix seconds\), got '2020-01-01'",
@@ -238,3 +255,23 @@ def test_table_unreadable_files(tmp_path, name, text, expected):
 def test_table_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"nope\.csv: file not found"):
         load_interactions_table(tmp_path / "nope.csv")
+
+
+def test_table_duplicate_rows_are_dropped_counted_and_recorded_in_the_manifest(tmp_path):
+    rows = "".join(f"u{u},{i},{1 + (u + i) % 5},{100 * i + u}\n" for u in range(3) for i in range(14))
+    path = write(tmp_path / "r.csv", "user_id,item_id,rating,timestamp\n" + rows + "u0,0,1,0\nu0,0,1,0\n")
+    dataset = load_interactions_table(path)
+    assert len(dataset.interactions) == 42
+    assert dataset.warnings == (
+        f"{path}: dropped 2 duplicate rows (same user, item, timestamp and rating as one before)",
+    )
+    manifest = prepare_table(path, None, None, tmp_path / "out", history_len=3)
+    assert load_warnings(manifest) == list(dataset.warnings)
+    clean = prepare_table(write(tmp_path / "c.csv", "user_id,item_id,rating,timestamp\n" + rows), None, None,
+                          tmp_path / "clean", history_len=3)  # fmt: skip
+    assert "load_warnings" not in clean and load_warnings(clean) == []
+
+
+def test_a_repeated_rating_at_another_time_is_not_a_duplicate(tmp_path):
+    path = write(tmp_path / "r.csv", "user_id,item_id,rating,timestamp\nu1,10,4,100\nu1,10,4,200\nu1,10,5,100\n")
+    assert len(load_interactions_table(path).interactions) == 3

@@ -133,10 +133,7 @@ def test_liked_rule(ratings, labels, expected):
     [
         (10, (8, 1, 1)),
         (6, (4, 1, 1)),
-        (3, (2, 0, 1)),
-        (1, (0, 0, 1)),
         (20, (16, 2, 2)),
-        (0, (0, 0, 0)),
     ],
 )
 def test_split_boundaries_follow_tallrec(num_windows, expected_sizes):
@@ -144,10 +141,24 @@ def test_split_boundaries_follow_tallrec(num_windows, expected_sizes):
     assert tuple(len(splits[s]) for s in ("train", "valid", "test")) == expected_sizes
 
 
-def test_max_examples_keeps_the_last_windows(mini):
-    splits = build_tallrec_examples(mini, max_examples=3)
+@pytest.mark.parametrize(
+    "num_windows, expected",
+    [
+        (3, "only 3 examples could be built, so the valid split would be empty; lower --history-len"),
+        (1, "so the train and valid split would be empty"),
+        (0, "no user has more than 2 ratings (the most any user has is 2), so no example could be built"),
+    ],
+)
+def test_an_empty_split_is_refused_with_the_reason(num_windows, expected):
+    with pytest.raises(DataError) as err:
+        build_tallrec_examples(toy_dataset(num_windows + 2), history_len=2)
+    assert expected in str(err.value)
+
+
+def test_max_examples_keeps_the_last_windows():
+    splits = build_tallrec_examples(toy_dataset(32), history_len=2, max_examples=10)
     kept = [e["item_id"] for s in ("train", "valid", "test") for e in splits[s]]
-    assert kept == ["14", "4", "3"]
+    assert kept == [str(i) for i in range(22, 32)]
 
 
 @pytest.mark.parametrize(

@@ -216,14 +216,15 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(next_dir, cands_file, ti
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
-def test_two_process_launch_matches_single_process(next_dir, cands_file, tiny_model_dir, tmp_path):
+def test_two_process_launch_matches_single_process(next_dir, cands_file, tiny_model_dir, tmp_path, free_port):
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     single = subprocess.run([sys.executable, "-m", "promptrec", *rank_argv(next_dir, cands_file, one, tiny_model_dir)],
                             env=env, capture_output=True, text=True)  # fmt: skip
     assert single.returncode == 0, single.stderr[-2000:]
     launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "promptrec"]  # fmt: skip
+              "--main_process_port", str(free_port), "--mixed_precision", "no", "--dynamo_backend", "no",
+              "-m", "promptrec"]  # fmt: skip
     double = subprocess.run([*launch, *rank_argv(next_dir, cands_file, two, tiny_model_dir)],
                             env=env, capture_output=True, text=True)  # fmt: skip
     assert double.returncode == 0, double.stderr[-2000:]

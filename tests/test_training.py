@@ -124,7 +124,7 @@ def test_bce_needs_single_token_answers(tiny_model_dir, prepared_dir, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
-def test_two_process_launch_matches_single_process(tiny_model_dir, prepared_dir, tmp_path):
+def test_two_process_launch_matches_single_process(tiny_model_dir, prepared_dir, tmp_path, free_port):
     """DDP over 2 CPU processes (gloo) trains the same adapter as 1 process: same global batches."""
     common = [
         "-m",
@@ -164,6 +164,8 @@ def test_two_process_launch_matches_single_process(tiny_model_dir, prepared_dir,
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        str(free_port),
         "--mixed_precision",
         "no",
         "--dynamo_backend",

@@ -17,7 +17,7 @@ from promptrec.core.errors import ConfigError
 from promptrec.core.files import write_json
 from promptrec.data.amazon import load_amazon
 from promptrec.knowledge.graph import Budget, KnowledgeSpec, knowledge_warnings
-from promptrec.protocols.prepare import PROTOCOLS, prepare_dataset, prepare_movielens, prepare_table
+from promptrec.protocols.prepare import PROTOCOLS, load_warnings, prepare_dataset, prepare_movielens, prepare_table
 from promptrec.protocols.splits import check_out_dir
 from promptrec.protocols.tallrec_import import import_tallrec
 
@@ -121,6 +121,8 @@ def data_prepare(args) -> int:
     print(f"wrote {args.out}: {counts}")
     _print_time_cut(manifest)
     _print_knowledge(manifest)
+    for warning in load_warnings(manifest):  # repairs made while loading (e.g. duplicate rows dropped)
+        print(f"promptrec: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from promptrec.cli.common import add_model_flags, command_parser, model_config, resolve_path
 from promptrec.core.errors import DataError
+from promptrec.lm.encoding import encode_prompt
 from promptrec.lm.loading import load_tokenizer
-from promptrec.lm.scoring import answer_ids, encode_prompt
+from promptrec.lm.scoring import answer_ids
 from promptrec.protocols.splits import load_split
 from promptrec.templates.template import PROMPTS_DIR, check_templates, list_templates, load_template
 
@@ -71,12 +72,12 @@ def prompts_render(args) -> int:
             f"(0..{len(examples) - 1})"
         )
     tokenizer = load_tokenizer(model_config(args))
-    text = template.render(examples[args.index], tokenizer)
+    prompt = template.render_prompt(examples[args.index], tokenizer)
     answers = answer_ids(tokenizer, template.choices, template.name)
-    sys.stdout.write(text)
+    sys.stdout.write(prompt.text)
     print(
         f"\n----- {template.name} v{template.version} | example {examples[args.index].get('example_id')} | "
-        f"{len(encode_prompt(tokenizer, text, template.chat))} prompt tokens | answers {template.choices} -> "
+        f"{len(encode_prompt(tokenizer, prompt, template.chat))} prompt tokens | answers {template.choices} -> "
         f"{answers.positive} / {answers.negative} | label {examples[args.index].get('label')}",
         file=sys.stderr,
     )

@@ -31,12 +31,15 @@ def refuse_overwrite(out: Path, marker: str, overwrite: bool, what: str = "a fin
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
+    name = "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding  # -sig only means "a BOM may start it"
     try:
         return path.read_text(encoding=encoding)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory; pass the file itself") from None
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid {encoding} (byte {err.start}); re-save the file as {encoding}") from None
+        raise DataError(f"{path}: not valid {name} (byte {err.start}); re-save the file as {name}") from None
 
 
 MAX_BAD_LINES = 10  # bad lines tolerated in any file ...

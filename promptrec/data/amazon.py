@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import html
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class AmazonReport:
     num_users: int = 0
     num_items: int = 0
     num_repeated_pairs: int = 0  # extra ratings of an already-rated (user, item); the latest is kept
+    num_duplicate_rows: int = 0  # of those, lines repeating an earlier line exactly (user, item, rating, time)
     bad_review_lines: list[str] = field(default_factory=list)  # "line N: reason", first 5
     num_bad_review_lines: int = 0
     num_meta_lines: int = 0
@@ -115,7 +117,8 @@ class AmazonReport:
             )
         if self.num_repeated_pairs:
             lines.append(
-                f"{self.reviews_path}: {self.num_repeated_pairs} repeated (user, item) ratings; kept the latest of each"
+                f"{self.reviews_path}: {self.num_repeated_pairs} repeated (user, item) ratings "
+                f"({self.num_duplicate_rows} exact duplicate lines); kept the latest of each"
             )
         if self.num_bad_meta_lines:
             examples = "; ".join(self.bad_meta_lines)
@@ -240,13 +243,16 @@ def _interaction(line_no: int, user_id, asin, rating, timestamp, errors: LineErr
             errors.bad(line_no, f"{name} is {value!r}")
             return None
     try:
-        stars = float(rating)
+        stars = math.nan if isinstance(rating, bool) else float(rating)
         seconds = float(timestamp)
     except (TypeError, ValueError):
         errors.bad(line_no, f"rating {rating!r} or timestamp {timestamp!r} is not a number")
         return None
-    if not 1 <= stars <= 5 or not seconds.is_integer():
-        errors.bad(line_no, f"rating {rating!r} is not 1-5 or timestamp {timestamp!r} is not whole seconds")
+    if not (math.isfinite(stars) and 1 <= stars <= 5):
+        errors.bad(line_no, f"rating {rating!r} is not a number from 1 to 5 stars")
+        return None
+    if not seconds.is_integer():
+        errors.bad(line_no, f"timestamp {timestamp!r} is not whole unix seconds")
         return None
     return Interaction(user_id.strip(), asin.strip(), stars, None, int(seconds))
 
@@ -258,6 +264,7 @@ def _latest_per_pair(rows: list[tuple[Interaction, int]], report: AmazonReport) 
         key = (x.user_id, x.item_id)
         winner[key] = max(winner.get(key, (x.timestamp, line_no)), (x.timestamp, line_no))
     report.num_repeated_pairs = len(rows) - len(winner)
+    report.num_duplicate_rows = len(rows) - len({x for x, _ in rows})
     return [x for x, line_no in rows if winner[(x.user_id, x.item_id)][1] == line_no]
 
 

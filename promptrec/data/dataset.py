@@ -2,8 +2,11 @@
 
 Two loaders live here: `load_movielens` for the raw MovieLens-100K files and
 `load_interactions_table` for any CSV/TSV/JSONL table with named columns. Both check every line at
-load time and raise `DataError` naming the file, line and fix. Turning a dataset into training or
-evaluation examples is not done here; see `promptrec.protocols`.
+load time and raise `DataError` naming the file, line and fix: ratings must be finite numbers
+(MovieLens: whole stars 1-5). Rows repeating an earlier row exactly (user, item, timestamp, rating,
+label) are dropped and counted in `Dataset.warnings`, one line each, which the protocols copy into the
+manifest. Turning a dataset into training or evaluation examples is not done here; see
+`promptrec.protocols`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,9 @@ MOVIELENS_FILES = ("u.data", "u.item", "u.user", "u.genre")
 
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+
+
+MOVIELENS_STARS = (1, 5)  # u.data ratings are whole stars in this range
 
 
 _ITEM_FIXED_FIELDS = 5  # item_id|title|release_date|video_release_date|imdb_url, then genre flags
@@ -62,11 +69,14 @@ class Dataset:
     items: dict[str, Item]
     interactions: list[Interaction]  # in file order; protocols depend on it
     source_paths: tuple[Path, ...] = ()  # files read, so run records can checksum them
+    warnings: tuple[str, ...] = ()  # what loading repaired, one line each with counts (e.g. duplicate rows)
 
 
 def load_movielens(source_dir) -> Dataset:
     """Load the raw MovieLens-100K files (u.data, u.item, u.user, u.genre) from `source_dir`."""
     source_dir = Path(source_dir)
+    if source_dir.is_file():
+        raise DataError(f"{source_dir}: is a file; pass the directory holding {', '.join(MOVIELENS_FILES)}")
     paths = {name: source_dir / name for name in MOVIELENS_FILES}
     for path in paths.values():
         if not path.is_file():
@@ -77,9 +87,9 @@ def load_movielens(source_dir) -> Dataset:
     genres = _read_genres(paths["u.genre"])
     items = _read_ml_items(paths["u.item"], genres)
     users = _read_ml_users(paths["u.user"])
-    interactions = _read_ml_ratings(paths["u.data"])
+    interactions, warnings = drop_duplicates(paths["u.data"], _read_ml_ratings(paths["u.data"]))
     _check_references(paths["u.data"], interactions, users, items)
-    return Dataset("movielens-100k", users, items, interactions, tuple(paths.values()))
+    return Dataset("movielens-100k", users, items, interactions, tuple(paths.values()), warnings)
 
 
 def _read_lines(path: Path, encoding: str = "utf-8") -> list[tuple[int, str]]:
@@ -165,20 +175,26 @@ def _read_ml_users(path: Path) -> dict[str, User]:
 
 def _read_ml_ratings(path: Path) -> list[Interaction]:
     interactions = []
+    low, high = MOVIELENS_STARS
     for line_no, line in _read_lines(path):
         user_id, item_id, rating, timestamp = _split_fields(path, line_no, line.strip(), "\t", 4)
         _parse_int(path, line_no, "user_id", user_id)
         _parse_int(path, line_no, "item_id", item_id)
-        interactions.append(
-            Interaction(
-                user_id=user_id,
-                item_id=item_id,
-                rating=float(_parse_int(path, line_no, "rating", rating)),
-                label=None,
-                timestamp=_parse_int(path, line_no, "timestamp", timestamp),
-            )
-        )
+        stars = _parse_int(path, line_no, "rating", rating)
+        if not low <= stars <= high:
+            raise DataError(f"{path}:{line_no}: rating {stars} is outside {low}-{high} stars; fix or remove the line")
+        timestamp = _parse_int(path, line_no, "timestamp", timestamp)
+        interactions.append(Interaction(user_id, item_id, float(stars), None, timestamp))
     return interactions
+
+
+def drop_duplicates(path: Path, interactions: list[Interaction]) -> tuple[list[Interaction], tuple[str, ...]]:
+    """Interactions without exact repeats of an earlier row (first kept), and the warning saying how many."""
+    kept = list(dict.fromkeys(interactions))  # Interaction is frozen, so equal rows hash alike
+    repeats = len(interactions) - len(kept)
+    if not repeats:
+        return interactions, ()
+    return kept, (f"{path}: dropped {repeats} duplicate rows (same user, item, timestamp and rating as one before)",)
 
 
 def _check_references(path, interactions: list[Interaction], users: dict, items: dict) -> None:
@@ -209,16 +225,19 @@ def load_interactions_table(interactions_path, items_path=None, users_path=None)
             "add a rating column (number) or a label column (1 liked, 0 not)"
         )
     interactions = [_parse_interaction(interactions_path, n, row) for n, row in rows]
+    interactions, warnings = drop_duplicates(interactions_path, interactions)
     items = _load_items(items_path, rows, interactions_path)
     users = _load_users(users_path, interactions)
     _check_references(interactions_path, interactions, users, items)
     sources = tuple(Path(p) for p in (interactions_path, items_path, users_path) if p is not None)
-    return Dataset(interactions_path.stem, users, items, interactions, sources)
+    return Dataset(interactions_path.stem, users, items, interactions, sources, warnings)
 
 
 def _read_table(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) pairs from a .csv, .tsv, .jsonl or .json (JSON lines or a JSON list)."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; pass a {', '.join(TABLE_SUFFIXES)} file")
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
     text = read_text(path, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
@@ -278,10 +297,11 @@ def _require_columns(path: Path, rows, columns: tuple[str, ...]) -> None:
     present = set(rows[0][1]) if rows else set()
     for column in columns:
         if column not in present:
-            raise DataError(
-                f"{path}: missing column {column!r} (found: {_found(rows)}); rename the column "
-                f"or add one named {column!r}"
-            )
+            fix = f"rename the column or add one named {column!r}"
+            if len(present) == 1 and any(s in next(iter(present)) for s in (",", ";", "\t", "|")):
+                fix = "the header has one column, so the file uses another separator; save it comma-separated "
+                fix += "as .csv or tab-separated as .tsv"
+            raise DataError(f"{path}: missing column {column!r} (found: {_found(rows)}); {fix}")
 
 
 def _cell(path: Path, line_no: int, row: dict, column: str):
@@ -315,9 +335,12 @@ def _parse_rating(path: Path, line_no: int, value) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        rating = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
-        raise DataError(f"{path}:{line_no}: rating must be a number, got {value!r}") from None
+        rating = math.nan
+    if not math.isfinite(rating):  # float() reads 'nan' and 'inf'; every protocol compares ratings
+        raise DataError(f"{path}:{line_no}: rating must be a finite number, got {value!r}; fix or remove the line")
+    return rating
 
 
 def _parse_label(path: Path, line_no: int, value) -> int | None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from promptrec.core.errors import TemplateError
 from promptrec.core.lazy import LazyModule
+from promptrec.lm.encoding import encode_prompt
 
 torch = LazyModule("torch")
 
@@ -64,11 +65,6 @@ def answer_ids(tokenizer, choices: tuple[str, str], template_name: str = "templa
             "pick answers that differ at their first token (e.g. 'Yes'/'No')"
         )
     return AnswerIds(positive, negative)
-
-
-def encode_prompt(tokenizer, text: str, chat: bool) -> list[int]:
-    # Chat-template text already carries the model's own markers; plain text gets the tokenizer's BOS.
-    return tokenizer(text, add_special_tokens=not chat).input_ids
 
 
 @dataclass
@@ -320,7 +316,8 @@ class Scorer:
         self.answers = answer_ids(tokenizer, template.choices, template.name)
 
     def encode(self, example: dict) -> list[int]:
-        return encode_prompt(self.tokenizer, self.template.render(example, self.tokenizer), self.template.chat)
+        # Segments, not text: special-token strings that data put into the prompt are tokenised as plain text.
+        return encode_prompt(self.tokenizer, self.template.render_prompt(example, self.tokenizer), self.template.chat)
 
     def score_group(self, examples: list[dict], min_prefix_tokens: int = 8) -> tuple[np.ndarray, int]:
         """Scores of examples that share a context (one user's candidates), reusing their common prefix."""

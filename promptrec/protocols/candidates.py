@@ -9,11 +9,12 @@ Candidate order is shuffled with a recorded per-user seed (retriever order would
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from promptrec.core.errors import ConfigError, DataError
-from promptrec.core.files import file_sha256, read_jsonl, write_json, write_jsonl
+from promptrec.core.files import file_sha256, read_jsonl, read_text, write_json, write_jsonl
 from promptrec.protocols.next_item import Catalog
 
 # search: the purchase + random unseen items, with a query; its own order is lexical (query overlap)
@@ -70,6 +71,7 @@ def load_candidates(path, catalog: Catalog, split: str) -> CandidateFile:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such candidate file; write one with `promptrec candidates`")
+    _check_protocol_split(path, split)
     users = catalog.contexts(split)
     rows, seen_users, num_empty = [], set(), 0
     for line_no, row in read_jsonl(path, 'one {"user_id": ..., "candidates": [item ids]} object per line'):
@@ -97,3 +99,24 @@ def load_candidates(path, catalog: Catalog, split: str) -> CandidateFile:
     if not rows:
         raise DataError(f"{path}: no user has any candidates; write candidates with `promptrec candidates`")
     return CandidateFile(rows, file_sha256(path), num_empty)
+
+
+def _check_protocol_split(path: Path, split: str) -> None:
+    """Candidates built for one split rank against that split's contexts only (a file without a record is the
+    user's own and is trusted): ranking `test` candidates with `valid` contexts would score the wrong targets."""
+    record_path = protocol_path(path)
+    if not record_path.is_file():
+        return
+    try:
+        record = json.loads(read_text(record_path))
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"{record_path}:{err.lineno}: invalid JSON ({err.msg}); write the candidates again with "
+            "`promptrec candidates`, or delete the record to rank the file as your own"
+        ) from None
+    built_for = record.get("split") if isinstance(record, dict) else None
+    if built_for is not None and built_for != split:
+        raise DataError(
+            f"{path}: candidates were built for split {built_for!r} ({record_path.name}) but ranking uses split "
+            f"{split!r}; pass --split {built_for} or build candidates with --split {split}"
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 
+from promptrec.core.errors import DataError
 from promptrec.data.dataset import Dataset, Interaction
 from promptrec.protocols.tallrec import (
     PriorStats,
@@ -63,6 +64,12 @@ def build_global_time_examples(
             "first_timestamp": timeline[start].timestamp if end > start else None,
             "last_timestamp": timeline[end - 1].timestamp if end > start else None,
         }
+    empty = [split for split, examples in splits.items() if not examples]
+    if empty:  # refused before anything is written, as the other protocols do
+        raise DataError(
+            f"dataset {dataset.name!r}: the {' and '.join(empty)} split would hold no example (an example needs "
+            f"{history_len} earlier ratings of its user); lower --history-len or add data"
+        )
     return splits, counts
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from promptrec import __version__
 from promptrec.core.errors import ConfigError, DataError
-from promptrec.core.files import file_sha256, read_jsonl, read_text
+from promptrec.core.files import read_jsonl, read_text
 from promptrec.data.dataset import Dataset, Interaction
 from promptrec.knowledge.graph import attach_knowledge, load_budget, load_graph, select_facts
 from promptrec.protocols.splits import MANIFEST_NAME, load_split, write_prepared
-from promptrec.protocols.tallrec import PriorStats, check_attribute_names, example_record, item_record
+from promptrec.protocols.tallrec import PriorStats, check_attribute_names, example_record, item_record, source_record
 
 PROTOCOL = "next-item"
 
@@ -75,6 +75,13 @@ def build_next_item(
             splits[split].append(example_record(dataset, example_id, history, target, like_threshold, prior))
     # Training negatives: popular items the user never interacted with, seeded and recorded.
     splits["train"] = _with_negatives(dataset, splits["train"], sequences, negatives, seed, like_threshold, prior)
+    if not splits["test"]:
+        most = max((len(seq) for seq in sequences.values()), default=0)
+        raise DataError(
+            f"dataset {dataset.name!r}: no user has 3 or more interactions (the most any user has is {most}), so "
+            "no example could be built; the next-item protocol holds out each user's last two items (test, "
+            "valid) and trains on the one before; add data or use --protocol tallrec"
+        )
     for example in splits["valid"] + splits["test"]:
         example["label"] = 1  # the item the user did pick next
     tagged = [
@@ -144,8 +151,7 @@ def prepare_next_item(
             "seed": seed,
         },
         "counts": counts,
-        "dataset": dataset.name,
-        "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
+        **source_record(dataset),
         "promptrec_version": __version__,
     }
     files = {}

@@ -29,6 +29,11 @@ FRACTIONS = (0.8, 0.1, 0.1)  # train, valid, test: TALLRec's cut, used by the gl
 PROTOCOLS = ("tallrec", "global-time", "next-item", "search")
 
 
+def load_warnings(manifest: dict) -> list[str]:
+    """What loading the source repaired (e.g. duplicate rows dropped), one line each, for the CLI to print."""
+    return list(manifest.get("load_warnings", []))
+
+
 def prepare_dataset(
     dataset: Dataset,
     out_dir,

@@ -28,11 +28,10 @@ from pathlib import Path
 
 from promptrec import __version__
 from promptrec.core.errors import ConfigError, DataError
-from promptrec.core.files import file_sha256
 from promptrec.data.dataset import Dataset, Interaction
 from promptrec.protocols.next_item import Catalog
 from promptrec.protocols.splits import write_prepared
-from promptrec.protocols.tallrec import PriorStats, check_attribute_names, example_record
+from promptrec.protocols.tallrec import PriorStats, check_attribute_names, example_record, source_record
 
 PROTOCOL = "search"
 
@@ -199,6 +198,11 @@ def build_search_examples(
             )
         splits[split] = [ex for row in rows for ex in context.candidate_examples(split, row)]
         counts[split] = search_summary(dataset, rows, split)
+    if not splits["train"]:
+        raise DataError(
+            f"dataset {dataset.name!r}: no user has a purchase with a query before their last two (valid, test), "
+            "so the train split would be empty; add data, or items with a 'categories' list or a 'brand'"
+        )
     return splits, counts
 
 
@@ -259,8 +263,7 @@ def prepare_search(
             "query": "category path below the root, lowercase words, duplicates removed; else brand",
         },
         "counts": counts,
-        "dataset": dataset.name,
-        "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
+        **source_record(dataset),
         "promptrec_version": __version__,
     }
     manifest_path = write_prepared(splits, Path(out_dir), protocol)

@@ -38,13 +38,15 @@ def build_tallrec_examples(
     check_fractions(fractions)
     check_attribute_names(dataset)
     windows = _history_windows(dataset.interactions, history_len)[-max_examples:]
+    bounds = split_bounds(len(windows), fractions)
+    check_not_empty(dataset, history_len, len(windows), bounds)
     prior = PriorStats(dataset.interactions, like_threshold)
     return {
         split: [
             example_record(dataset, f"{split}-{index:05d}", history, target, like_threshold, prior)
             for index, (history, target) in enumerate(windows[start:end])
         ]
-        for split, (start, end) in split_bounds(len(windows), fractions).items()
+        for split, (start, end) in bounds.items()
     }
 
 
@@ -67,6 +69,37 @@ def check_fractions(fractions) -> None:
             f"fractions must be three non-negative numbers summing to 1 (train, valid, test), "
             f"got {tuple(fractions)!r}; TALLRec uses (0.8, 0.1, 0.1)"
         )
+
+
+def check_not_empty(dataset: Dataset, history_len: int, num_windows: int, bounds: dict) -> None:
+    """Refuse splits with no example before anything is written (an empty split fails every later step)."""
+    empty = [split for split, (start, end) in bounds.items() if end <= start]
+    if not empty:
+        return
+    counts: dict[str, int] = {}
+    for interaction in dataset.interactions:
+        counts[interaction.user_id] = counts.get(interaction.user_id, 0) + 1
+    longest = max(counts.values(), default=0)
+    if num_windows == 0:
+        raise DataError(
+            f"dataset {dataset.name!r}: no user has more than {history_len} ratings (the most any user has is "
+            f"{longest}), so no example could be built; lower --history-len below {max(longest, 1)} or add data"
+        )
+    raise DataError(
+        f"dataset {dataset.name!r}: only {num_windows} examples could be built, so the {' and '.join(empty)} "
+        f"split would be empty; lower --history-len (each user's first {history_len} ratings are history only) "
+        "or add data"
+    )
+
+
+def source_record(dataset: Dataset) -> dict:
+    """The manifest's record of where the data came from, and what loading repaired (if anything)."""
+    record = {
+        "dataset": dataset.name,
+        # file names only: absolute paths would make identical data give different manifests
+        "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
+    }
+    return record | ({"load_warnings": list(dataset.warnings)} if dataset.warnings else {})
 
 
 def check_attribute_names(dataset: Dataset) -> None:
@@ -173,8 +206,6 @@ def protocol_record(name: str, dataset: Dataset, parameters: dict) -> dict:
     return {
         "name": name,
         "parameters": parameters,
-        "dataset": dataset.name,
-        # file names only: absolute paths would make identical data give different manifests
-        "sources": {path.name: file_sha256(path) for path in dataset.source_paths},
+        **source_record(dataset),
         "promptrec_version": __version__,
     }

@@ -2,7 +2,9 @@
 
 A template file is YAML front matter between `---` lines followed by a Jinja body. `render()` is the
 single place where an example becomes the text a model sees, so training, scoring and evaluation
-cannot drift apart. Prompt text itself lives in `prompts/`, never here; token ids for the answer
+cannot drift apart; `render_prompt()` gives the same text as segments that tell the template's own
+special tokens from data text (`segments`). Bodies run in a sandbox with limits on time, size and
+work (`sandbox`). Prompt text itself lives in `prompts/`, never here; token ids for the answer
 choices are looked up by the scoring code at run time, not here.
 """
 
@@ -14,16 +16,18 @@ import re
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import jinja2.meta
 import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from promptrec.core.errors import TemplateError
+from promptrec.templates.limits import RenderLimitError, render_budget
+from promptrec.templates.sandbox import SANDBOX, compile_body
+from promptrec.templates.segments import Prompt, chat_prompt, marked_prompt, sentinel_writer, untrusted
 
 
 def shipped_prompts_dir() -> Path:
@@ -50,7 +54,7 @@ OPTIONAL_KEYS = ("chat", "system")
 MARKER_RE = re.compile(r"<[|｜][^\s<>]{0,64}?[|｜]>")
 
 
-_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+MAX_TEMPLATE_BYTES = 1_000_000  # a template file is a few KB; a bigger one is a mistake (a data file?)
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,12 @@ class Template:
     sha256: str = ""  # of the whole file's bytes, recorded beside every result
     body_line: int = 1  # file line where the body starts, so Jinja line numbers map to the file
 
-    @cached_property
-    def _compiled(self) -> jinja2.Template:
-        return _ENV.from_string(self.source)
-
     def render(self, example: Mapping[str, Any], tokenizer: Any = None) -> str:
         """The prompt for one example; it ends exactly where the answer (a choice) starts."""
+        return self.render_prompt(example, tokenizer).text
+
+    def render_prompt(self, example: Mapping[str, Any], tokenizer: Any = None) -> Prompt:
+        """`render()` as segments: the template's own special tokens (and chat frame) apart from data text."""
         example_id = example.get("example_id", "?")
         context = {}
         for name in self.inputs:
@@ -84,15 +88,27 @@ class Template:
                     f"template whose inputs the data has"
                 )
             context[name] = example[name]
-        context = sanitize(context, special_tokens(tokenizer))
+        specials = tuple(special_tokens(tokenizer))
+        context = sanitize(context, specials)
         try:
-            body = self._compiled.render(context)
-        # Type and lookup errors here come from data the body cannot handle (e.g. a None rating).
-        except (jinja2.TemplateError, TypeError, ValueError, LookupError, AttributeError) as err:
+            with render_budget():
+                text = _compiled(self.source, specials).render(context)
+        except RenderLimitError as err:
+            where = f"{self._where(err)}: template '{self.name}' stopped on example {example_id}"
+            raise TemplateError(f"{where}: {err}") from None
+        except RecursionError as err:
             raise TemplateError(
-                f"{self._where(err)}: rendering example {example_id} failed: {err}; fix the "
+                f"{self._where(err)}: template '{self.name}' stopped on example {example_id}: macros call each "
+                "other too deeply; give the recursion a condition that ends it"
+            ) from None
+        # Anything else raised by the body comes from data it cannot handle (a None rating) or from its
+        # own code (a typo, deep recursion); the sandbox keeps both away from the rest of the program.
+        except Exception as err:  # noqa: BLE001
+            raise TemplateError(
+                f"{self._where(err)}: rendering example {example_id} failed: {_one_line(err)}; fix the "
                 f"template or add the missing field to the data"
             ) from None
+        body = marked_prompt(text, specials) if specials else untrusted(text)
         if not self.chat or tokenizer is None:
             return body
         if not getattr(tokenizer, "chat_template", None):
@@ -100,15 +116,24 @@ class Template:
                 f"{self.path}: template '{self.name}' is a chat template but the tokenizer has no "
                 f"chat_template; use a non-chat template or a chat (instruct) model"
             )
-        messages = [{"role": "system", "content": self.system}] if self.system else []
-        messages.append({"role": "user", "content": body.strip()})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return chat_prompt(tokenizer, self.system, body, self.path)
 
     def _where(self, err: Exception) -> str:
         """`path:line` of the body line a runtime error came from (Jinja rewrites the frames)."""
         frames = traceback.walk_tb(err.__traceback__)
         lines = [n for f, n in frames if f.f_code.co_filename == "<template>"]
         return f"{self.path}:{lines[-1] + self.body_line - 1}" if lines else str(self.path)
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str, specials: tuple[str, ...]) -> jinja2.Template:
+    """The body compiled under the sandbox's limits, its literal special tokens turned into sentinels."""
+    return compile_body(source, sentinel_writer(specials))
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
 
 
 def special_tokens(tokenizer: Any) -> list[str]:
@@ -142,8 +167,8 @@ def _scrub(value: Any, pattern: re.Pattern[str]) -> Any:
         while removed:
             value, removed = pattern.subn("", value)
         return value
-    if isinstance(value, Mapping):
-        return {key: _scrub(item, pattern) for key, item in value.items()}
+    if isinstance(value, Mapping):  # keys too: a table's header row is data (`{% for k, v in user.items() %}`)
+        return {_scrub(key, pattern): _scrub(item, pattern) for key, item in value.items()}
     if isinstance(value, list):
         return [_scrub(item, pattern) for item in value]
     if isinstance(value, tuple):
@@ -212,6 +237,11 @@ def _index(root: Path) -> dict[str, Path]:
 
 
 def _parse(path: Path) -> Template:
+    if path.stat().st_size > MAX_TEMPLATE_BYTES:
+        raise TemplateError(
+            f"{path}: {path.stat().st_size:,} bytes, over the limit of {MAX_TEMPLATE_BYTES:,} for a template; "
+            "check that this is a template file"
+        )
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -226,11 +256,14 @@ def _parse(path: Path) -> Template:
     meta = _front_matter(path, "".join(lines[1:end]))
     source, body_line = "".join(lines[end + 1 :]), end + 2
     try:
-        ast = _ENV.parse(source)
+        ast = SANDBOX.parse(source)
+        used = jinja2.meta.find_undeclared_variables(ast)  # nothing is evaluated: the sandbox folds no constants
     except jinja2.TemplateSyntaxError as err:
         line = err.lineno + body_line - 1
         raise TemplateError(f"{path}:{line}: Jinja syntax error: {err.message}") from None
-    used, declared = jinja2.meta.find_undeclared_variables(ast), set(meta["inputs"])
+    except RecursionError:
+        raise TemplateError(f"{path}: the body nests brackets or blocks too deeply to parse; simplify it") from None
+    declared = set(meta["inputs"])
     if used - declared:
         raise TemplateError(f"{path}: body uses undeclared variable {_names(used - declared)}; add it to 'inputs'")
     if declared - used:
