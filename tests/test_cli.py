@@ -208,8 +208,8 @@ def test_data_prepare_crash_keeps_the_old_dir(capsys, tmp_path, monkeypatch):
         return real_write_bytes(path, data)
 
     monkeypatch.setattr(Path, "write_bytes", disk_full_on_second_split)
-    with pytest.raises(OSError, match="No space left"):
-        main([*PREPARE, str(out), "--history-len", "2", "--overwrite"])
+    code, _, err = run(capsys, [*PREPARE, str(out), "--history-len", "2", "--overwrite"])
+    assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
     assert len(calls) == 2, "the crash came after a split was written"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["prepared"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from promptrec.baselines.classic import run_baselines
-from promptrec.cli.common import command_parser, load_examples, resolve_path
+from promptrec.cli.common import command_parser, load_examples, output_path, resolve_path
 from promptrec.protocols.shots import select_examples
 
 EXAMPLES = """examples:
@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
 def baselines_command(args) -> int:
     data = resolve_path(args.data)
     test = select_examples(load_examples(data, args.split), args.limit, seed=0)
-    results = run_baselines(load_examples(data, "train"), test, args.shots, args.seeds, resolve_path(args.out))
+    out = output_path(args.out, "dir")
+    results = run_baselines(load_examples(data, "train"), test, args.shots, args.seeds, out)
     for name, runs in results.items():
         aucs = [m["auc"] for m in runs]
         print(f"{name:24} AUC {sum(aucs) / len(aucs):.4f}" + (f" (mean of {len(aucs)} seeds)" if len(aucs) > 1 else ""))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from promptrec.core.config import resolve
 from promptrec.core.errors import ConfigError
+from promptrec.core.files import check_writable
 from promptrec.lm.adapter import Adapter, ensemble_base_model
 from promptrec.lm.config import ModelConfig
 from promptrec.protocols.splits import dataset_checksum, load_split
@@ -50,6 +51,13 @@ def print_json(data: dict) -> None:
 
 def resolve_path(path: str) -> Path:
     return Path(path).expanduser()
+
+
+def output_path(path: str, kind: str) -> Path:
+    """An output path (`kind` "file" or "dir"), checked writable before any long work starts."""
+    resolved = resolve_path(path)
+    check_writable(resolved, kind)
+    return resolved
 
 
 def command_parser(sub, name: str, help_text: str, examples: str) -> argparse.ArgumentParser:

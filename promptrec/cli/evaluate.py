@@ -12,6 +12,7 @@ from promptrec.cli.common import (
     data_record,
     load_examples,
     model_flags,
+    output_path,
     print_json,
     resolve_path,
 )
@@ -65,7 +66,7 @@ def evaluate_command(args) -> int:
     flags |= {"probabilities": args.probabilities, "reliability_plot": args.reliability_plot}
     flags["score_batch_size"] = args.score_batch_size
     config = resolve(EvalConfig, args.config, args.set, flags, defaults=adapter_defaults(adapters))
-    refuse_overwrite(resolve_path(args.out), "metrics.json", args.overwrite)
+    refuse_overwrite(output_path(args.out, "dir"), "metrics.json", args.overwrite)
     data = resolve_path(args.data)
     examples = load_examples(data, config.split)
     metrics = evaluate(
@@ -89,7 +90,7 @@ def evaluate_ranked_command(args) -> int:
             f"evaluate --ranked reads a finished ranked file, so {flag} has no effect there; drop it "
             "(the adapter and template are chosen when you run `promptrec rank`)"
         )
-    out = resolve_path(args.out)
+    out = output_path(args.out, "dir")
     refuse_overwrite(out, "metrics.json", args.overwrite)
     metrics = evaluate_ranked(resolve_path(args.ranked), resolve_path(args.data), args.split or "test", out)
     print_json(metrics)

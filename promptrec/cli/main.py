@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except PromptrecError as error:
         print(f"promptrec: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system said no (permissions, full disk, a directory for a file)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"promptrec: error: {where}{error.strerror or error}; check the path, its permissions and free space",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print("promptrec: interrupted", file=sys.stderr)
         return 130
@@ -52,7 +57,11 @@ def quiet_third_party() -> None:
     """Hide third-party warnings and log notices below ERROR for this process (promptrec's own stay)."""
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"promptrec(\.|$)")
-    # transformers sets its library logger's level from this variable when it first logs.
+    # transformers sets its library logger's level from this variable when it first logs, and reads the
+    # hub's progress-bar switch ("Loading weights" bars) when it is imported; promptrec's own bars stay.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (a program calling main()): switch it off directly
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     for name in QUIETED_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

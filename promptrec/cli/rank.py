@@ -9,6 +9,7 @@ from promptrec.cli.common import (
     add_model_flags,
     command_parser,
     model_flags,
+    output_path,
     print_json,
     resolve_path,
 )
@@ -52,9 +53,10 @@ def add_candidates_parser(sub) -> None:
 
 def candidates_command(args) -> int:
     config = CandidateConfig(args.retriever, args.num, args.include_target, args.seed, args.max_users)
+    out = output_path(args.out, "file")
+    ranked = output_path(args.retriever_ranked, "file") if args.retriever_ranked else None
     rows, record = build_candidates(load_catalog(resolve_path(args.data)), args.split, config)
-    ranked = resolve_path(args.retriever_ranked) if args.retriever_ranked else None
-    write_candidates(rows, record, resolve_path(args.out), ranked)
+    write_candidates(rows, record, out, ranked)
     recall = record[f"recall_at_{config.num}"]
     print(
         f"wrote {args.out}: {len(rows)} users x {config.num} candidates ({config.retriever}); "
@@ -93,7 +95,7 @@ def rank_command(args) -> int:
     adapters = open_adapters(args.adapter)
     config = resolve(RankConfig, args.config, args.set, flags, defaults=adapter_defaults(adapters))
     summary = rank(
-        config, resolve_path(args.data), resolve_path(args.candidates), resolve_path(args.out),
+        config, resolve_path(args.data), resolve_path(args.candidates), output_path(args.out, "file"),
         adapters, resume=args.resume, overwrite=args.overwrite, progress=True,
     )  # fmt: skip
     print_json(summary)

@@ -9,6 +9,7 @@ from promptrec.cli.common import (
     data_record,
     load_examples,
     model_flags,
+    output_path,
     resolve_path,
     valid_examples,
 )
@@ -45,7 +46,7 @@ def train_command(args) -> int:
     flags = {"template": args.template, "shots": args.shots, "seed": args.seed, "loss": args.loss} | model_flags(args)
     flags |= {"batch_size": args.batch_size, "score_batch_size": args.score_batch_size}
     config = resolve(TrainConfig, args.config, args.set, flags)
-    refuse_overwrite(resolve_path(args.out), "promptrec_run.json", args.overwrite)
+    refuse_overwrite(output_path(args.out, "dir"), "promptrec_run.json", args.overwrite)
     data = resolve_path(args.data)
     pool = load_examples(data, "train")
     valid = load_examples(resolve_path(args.valid), "valid") if args.valid else valid_examples(data, config)

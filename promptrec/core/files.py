@@ -132,6 +132,22 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def check_writable(path: Path, kind: str) -> None:
+    """Before any long work: can `path` (a `kind` "file" or "dir" output) be written? One-line error if not."""
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise DataError(f"{path} is a directory; pass a file path for this output")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise DataError(f"{path} is a file; pass a directory for this output")
+    existing = path if kind == "dir" and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(
+            f"{existing} is not writable, so {path} cannot be written; choose another --out or fix permissions"
+        )
+
+
 def read_jsonl(path: Path, fix: str) -> Iterator[tuple[int, dict]]:
     """(1-based line number, object) of every non-blank line of a JSON-lines file we or the user wrote.
 

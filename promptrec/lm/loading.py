@@ -51,11 +51,20 @@ def resolve_source(spec: str) -> ModelSource:
         if not path.exists():
             raise ModelError(f"model file {path} does not exist; pass an existing .gguf path, a model dir or a hub id")
         return _converted_gguf(path)
+    if not path.exists() and looks_like_a_path(spec):
+        raise ModelError(
+            f"model path {path} does not exist; pass an existing model dir or .gguf file, or a hub id (owner/name)"
+        )
     if path.exists() and not (path / "config.json").exists():
         raise ModelError(
             f"{path} has no config.json; pass a directory saved with save_pretrained, a .gguf file or a hub id"
         )
     return ModelSource(str(path) if path.exists() else spec)
+
+
+def looks_like_a_path(spec: str) -> bool:
+    """A spec no hub id can be: absolute, relative with ./ or ../, ~, or more than one '/'."""
+    return spec.startswith(("/", "./", "../", "~", ".\\")) or spec.count("/") > 1
 
 
 def _converted_dir(gguf_path: Path) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 
 from promptrec.baselines.wide import WidePart, fit_wide
 from promptrec.core.config import to_dict
-from promptrec.core.errors import ConfigError
+from promptrec.core.errors import ConfigError, first_line
 from promptrec.core.files import write_json
 from promptrec.core.lazy import LazyModule
 from promptrec.core.records import provenance, template_record
@@ -54,6 +54,16 @@ class LoraSettings:
     lora_alpha: int = 16  # scaling numerator; effective scale alpha / r
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections
+
+    def __post_init__(self):
+        if not isinstance(self.r, int) or self.r < 1:
+            raise ConfigError(f"lora.r={self.r!r} must be a positive integer (the LoRA rank; TALLRec uses 8)")
+        if not (isinstance(self.lora_alpha, (int, float)) and math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise ConfigError(f"lora.lora_alpha={self.lora_alpha!r} must be a positive number (e.g. 2 x lora.r)")
+        if not (isinstance(self.lora_dropout, (int, float)) and 0 <= self.lora_dropout < 1):
+            raise ConfigError(f"lora.lora_dropout={self.lora_dropout!r} must be in [0, 1) (e.g. 0.05)")
+        if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
+            raise ConfigError("lora.target_modules must name at least one module, e.g. q_proj,v_proj")
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,16 @@ class TrainConfig:
                 f"loss=lm cannot train the hybrid (wide.mode={self.wide.mode}): it trains on BCE of the LLM's "
                 "log-odds plus the wide logit; set loss=bce (or auto), or wide.mode=off for the pure LLM"
             )
+        for name, low, high in (("learning_rate", 0, None), ("warmup_ratio", 0, 1), ("weight_decay", 0, None)):
+            value = getattr(self, name)
+            inside = isinstance(value, (int, float)) and math.isfinite(value) and value >= low
+            if not inside or (high is not None and value > high) or (name == "learning_rate" and value == 0):
+                bounds = (
+                    "a positive number (e.g. 1e-3)"
+                    if name == "learning_rate"
+                    else f"a number in [{low}, {high or 'inf'})"
+                )
+                raise ConfigError(f"{name}={value!r} must be {bounds}")
         for name in ("shots", "num_epochs", "batch_size", "patience", "score_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
@@ -111,7 +131,16 @@ def add_lora(model, config: TrainConfig):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     lora = LoraConfig(task_type="CAUSAL_LM", **dataclasses.asdict(config.lora))
     lora.target_modules = list(config.lora.target_modules)
-    return get_peft_model(model, lora)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as error:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                         if isinstance(module, torch.nn.Linear)})  # fmt: skip
+        asked = list(config.lora.target_modules)
+        raise ConfigError(
+            f"lora.target_modules={asked} do not fit this model ({first_line(error)[:100]}); "
+            f"its linear layers are: {', '.join(linear)}"
+        ) from None
 
 
 def batch_loss(
