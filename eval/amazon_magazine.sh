@@ -14,7 +14,8 @@ USERS=${USERS:-100}
 SHOTS=${SHOTS:-64}
 SEEDS=${SEEDS:-"0 1 2"}  # seeds of the pointwise LM-vs-BCE runs; the search adapters use seed 0
 FILES=(--reviews "$SOURCE/Magazine_Subscriptions_5.json.gz" --meta "$SOURCE/meta_Magazine_Subscriptions.json.gz")
-TRAIN_SET=(--shots "$SHOTS" --set num_epochs=4 --set valid_examples=0 --set learning_rate=1e-3)
+# wide.mode=off: these rows are the pure LLM (LM vs BCE loss); the hybrid has its own config (hybrid_amazon.yaml)
+TRAIN_SET=(--shots "$SHOTS" --set num_epochs=4 --set valid_examples=0 --set learning_rate=1e-3 --set wide.mode=off)
 mkdir -p "$OUT"
 
 # 1. pointwise + calibration (history of 4: few 5-core shoppers have 10 earlier reviews)

@@ -25,7 +25,7 @@ mkdir -p "$OUT"
 adapter="$OUT/adapters/$TEMPLATE-${SHOTS}shot-$LOSS-seed$SEED"
 [ -f "$adapter/promptrec_run.json" ] ||
   promptrec train --data "$OUT/data" --template "$TEMPLATE" --shots "$SHOTS" --seed "$SEED" --loss "$LOSS" \
-    --set num_epochs=4 --set valid_examples=0 --set learning_rate=1e-3 --out "$adapter"
+    --set num_epochs=4 --set valid_examples=0 --set learning_rate=1e-3 --set wide.mode=off --out "$adapter"  # README rows: pure LLM
 for retriever in $RETRIEVERS; do
   name="$retriever"; [ ${#INCLUDE[@]} -gt 0 ] && name="$retriever+target"  # forced-target lists are named apart
   cands="$OUT/candidates-$name-20.jsonl"

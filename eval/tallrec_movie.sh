@@ -15,7 +15,8 @@ TEMPLATES=${TEMPLATES:-"tallrec_plain movie_rich"}
 LOSS=${LOSS:-lm}
 # 4 epochs at lr 1e-3, last epoch kept: on 2 CPU cores a 48-example validation AUC was too noisy to
 # early-stop on (see the README); set EXTRA="--set valid_examples=128 --set patience=2" to early-stop.
-TRAIN_SET=(--loss "$LOSS" --set num_epochs=4 --set valid_examples=0 --set learning_rate=1e-3 ${EXTRA:-})
+# wide.mode=off: the README's TALLRec rows are the pure LLM; eval/configs/hybrid_tallrec_movie.yaml has the hybrid
+TRAIN_SET=(--loss "$LOSS" --set num_epochs=4 --set valid_examples=0 --set learning_rate=1e-3 --set wide.mode=off ${EXTRA:-})
 
 mkdir -p "$OUT"
 [ -f "$OUT/data/manifest.json" ] || promptrec data prepare movielens --source "$SOURCE" --out "$OUT/data"
