@@ -52,8 +52,13 @@ def train_command(args) -> int:
     valid = load_examples(resolve_path(args.valid), "valid") if args.valid else valid_examples(data, config)
     result = train(config, pool, valid, resolve_path(args.out), data_record(data, "train"), progress=True)
     if result.main_process:
+        kind = (
+            f"hybrid: LLM + wide part on {', '.join(result.wide_features)}"
+            if result.wide_features
+            else f"pure LLM, {result.loss} loss"
+        )
         print(
-            f"saved adapter to {result.out_dir} (best epoch {result.best_epoch}, "
+            f"saved adapter to {result.out_dir} ({kind}; best epoch {result.best_epoch}, "
             f"valid AUC {result.best_valid_auc:.4f}, {result.seconds:.0f} s)"
         )
     return 0
