@@ -23,7 +23,7 @@ def lookup(config, dotted: str):
 
 # (YAML values or None, --set assignments, flags, expected {dotted key: value})
 PRECEDENCE_CASES = {
-    "defaults": (None, [], {}, {"shots": 64, "lora.r": 8, "model.model": "embedded", "loss": "lm"}),
+    "defaults": (None, [], {}, {"shots": 64, "lora.r": 8, "model.model": "embedded", "loss": "auto"}),
     "yaml over defaults": (
         {"shots": 8, "lora": {"r": 4}, "model": {"dtype": "float32"}},
         [],
