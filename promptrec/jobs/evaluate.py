@@ -16,6 +16,7 @@ from promptrec.core.records import provenance, template_record
 from promptrec.lm.adapter import open_adapter, template_name_for
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.loading import load_model
+from promptrec.lm.prompt_cache import prompt_tokens
 from promptrec.lm.scoring import Scorer
 from promptrec.metrics.calibration import plot_reliability
 from promptrec.metrics.outputs import write_outputs
@@ -62,7 +63,8 @@ def evaluate(
     if config.reliability_plot:
         _require_matplotlib()
     model, tokenizer = load_model(config.model, adapter)
-    scores = Scorer(model, tokenizer, template, config.score_batch_size).score(examples, progress=progress)
+    tokens = prompt_tokens(examples, tokenizer, template, progress)  # cached with Dataset.map for a split on disk
+    scores = Scorer(model, tokenizer, template, config.score_batch_size).score_tokens(tokens, progress=progress)
     metrics = pointwise_metrics(labels_of(examples), scores, user_ids_of(examples))
     metrics["seconds"] = time.perf_counter() - start
     if config.reliability_plot:
