@@ -82,3 +82,4 @@ def test_tokens_are_cached_per_template_and_reused(cache, prepared, model_and_to
     prompt_tokens(examples, tokenizer, load_template("movie_rich"))
     prompt_tokens(examples.select([0, 1]), tokenizer, load_template("tallrec_plain"))
     assert len(list(cache.glob("tokens-*.arrow"))) == 3, "another template or selection: another file"
+    assert len(list(cache.glob("*.arrow"))) == 4, "the split's own copy and the three token files, nothing else"

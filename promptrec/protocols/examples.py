@@ -165,7 +165,8 @@ class Examples(Sequence):
 
     def selected_dataset(self):
         """The `datasets.Dataset` of exactly these examples (for `Dataset.map`)."""
-        return self.dataset if self.indices is None else self.dataset.select(self.indices)
+        # keep_in_memory: the indices mapping is small, and no indices-*.arrow file lands in the cache dir
+        return self.dataset if self.indices is None else self.dataset.select(self.indices, keep_in_memory=True)
 
     def cache_folder(self) -> Path | None:
         """Folder of the Arrow file behind these examples, where derived caches go; None in memory."""
