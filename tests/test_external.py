@@ -144,3 +144,9 @@ def test_parse_columns(text, expected):
 def test_parse_columns_refuses_an_empty_name():
     with pytest.raises(ConfigError, match="not NAME=COLUMN"):
         parse_columns("=clicked")
+
+
+def test_damaged_saved_dir_is_one_line(capsys, tmp_path):
+    (tmp_path / "state.json").write_text("{")
+    code, _, err = run(capsys, ["prompts", "render", "tallrec_plain", "--data", tmp_path])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot load the saved dataset" in err, err

@@ -3,9 +3,10 @@
 Reading: `raw_lines` gives each line's bytes (gunzipped when the file starts with gzip's magic),
 `text_lines` the non-blank UTF-8 lines, `json_object` one line parsed as a JSON object; every bad line
 goes to a `LineErrors`, which fails the load with a `DataError` naming file and line when the file is
-not this format at all or has too many bad lines. Writing: `write_json` and friends write a temporary
-file and rename it, so a crash never leaves a torn file; `refuse_overwrite` is the one rule for
-finished outputs.
+not this format at all or has too many bad lines; `read_jsonl` streams the JSON-lines files we write.
+Writing: `write_json` and friends write a temporary file and rename it, so a crash never leaves a torn
+file; `refuse_overwrite` is the one rule for finished outputs. `cache_dir` is promptrec's own cache, where
+`known_file_sha256` remembers the checksums of big files.
 """
 
 from __future__ import annotations

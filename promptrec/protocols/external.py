@@ -86,7 +86,10 @@ def open_source(path, split: str):
                 f"cannot load hub dataset {name!r} split {split!r} ({first_line(error)}); with HF_HUB_OFFLINE=1 "
                 "it must already be in the local datasets cache: load it once online, or pass a save_to_disk dir"
             ) from None
-    loaded = datasets.load_from_disk(spec)
+    try:
+        loaded = datasets.load_from_disk(spec)
+    except (OSError, ValueError) as error:  # a saved dir with files missing or damaged
+        raise DataError(f"{spec}: cannot load the saved dataset ({first_line(error)}); save it again") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise DataError(f"{spec}: no split {split!r}; available splits: {', '.join(loaded)}; pick one of them")
