@@ -150,3 +150,12 @@ def test_damaged_saved_dir_is_one_line(capsys, tmp_path):
     (tmp_path / "state.json").write_text("{")
     code, _, err = run(capsys, ["prompts", "render", "tallrec_plain", "--data", tmp_path])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot load the saved dataset" in err, err
+
+
+def test_train_on_a_saved_dataset_with_a_prepared_valid_file(capsys, prepared, saved, tiny_model_dir, tmp_path):
+    argv = ["train", "--data", saved, "--columns", MAPPING, "--valid", prepared / "train.jsonl", "--shots", "2"]
+    argv += ["--model", tiny_model_dir, "--set", "num_epochs=1", "--batch-size", "2", "--out", tmp_path / "a"]
+    code, out, err = run(capsys, argv)
+    assert code == 0 and "saved adapter" in out, err
+    record = json.loads((tmp_path / "a" / "promptrec_run.json").read_text())
+    assert record["data"]["sha256"] == dataset_checksum(saved, "train")

@@ -11,7 +11,7 @@ from promptrec.core.errors import ConfigError
 from promptrec.lm.adapter import Adapter
 from promptrec.lm.config import ModelConfig
 from promptrec.protocols.examples import Examples
-from promptrec.protocols.external import is_single_split, parse_columns
+from promptrec.protocols.external import is_external, is_single_split, parse_columns
 from promptrec.protocols.splits import dataset_checksum, load_split
 
 
@@ -88,6 +88,11 @@ def add_data_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
 
 def load_examples(path: Path, split: str, columns: str | None = None) -> Examples:
     return load_split(path, split, parse_columns(columns))
+
+
+def load_valid(path: Path, columns: str | None) -> Examples:
+    """`train --valid`: --columns (meant for --data) applies to it only when it is `datasets` data too."""
+    return load_examples(path, "valid", columns if is_external(path) else None)
 
 
 def valid_examples(data: Path, config, columns: str | None = None) -> list[dict] | Examples:

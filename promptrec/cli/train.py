@@ -9,6 +9,7 @@ from promptrec.cli.common import (
     command_parser,
     data_record,
     load_examples,
+    load_valid,
     model_flags,
     resolve_path,
     valid_examples,
@@ -49,10 +50,9 @@ def train_command(args) -> int:
     refuse_overwrite(resolve_path(args.out), "promptrec_run.json", args.overwrite)
     data = resolve_path(args.data)
     pool = load_examples(data, "train", args.columns)
-    if args.valid:
-        valid = load_examples(resolve_path(args.valid), "valid", args.columns)
-    else:
-        valid = valid_examples(data, config, args.columns)
+    valid = (
+        load_valid(resolve_path(args.valid), args.columns) if args.valid else valid_examples(data, config, args.columns)
+    )
     result = train(config, pool, valid, resolve_path(args.out), data_record(data, "train"), progress=True)
     if result.main_process:
         print(
