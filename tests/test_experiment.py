@@ -152,9 +152,21 @@ def test_paths_in_a_config_file_resolve_relative_to_it(tmp_path):
     assert load_experiment_config(path, ["out=elsewhere"]).out == "elsewhere", "--set paths are cwd-relative"
 
 
-def test_committed_configs_load_and_plan(prepared):
+@pytest.fixture(scope="module")
+def prepared_amazon(tmp_path_factory):
+    from promptrec.data.amazon import load_amazon
+    from promptrec.protocols.prepare import prepare_dataset
+
+    amazon = Path(__file__).parent / "data" / "amazon"
+    out = tmp_path_factory.mktemp("experiment") / "amazon"
+    prepare_dataset(load_amazon(amazon / "reviews.json", amazon / "meta.json")[0], out, history_len=1)
+    return out
+
+
+def test_committed_configs_load_and_plan(prepared, prepared_amazon):
     for path in sorted((Path(__file__).parents[1] / "eval" / "configs").glob("*.yaml")):
-        config = load_experiment_config(path, [f"data={prepared}", "shots=0,8"])
+        data = prepared_amazon if "product_" in path.read_text() else prepared  # the data its templates render
+        config = load_experiment_config(path, [f"data={data}", "shots=0,4"])
         plan = plan_experiment(config, check_models=False)
         assert plan.cells, path
 

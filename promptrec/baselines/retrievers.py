@@ -58,7 +58,7 @@ def build_candidates(catalog: Catalog, split: str, config: CandidateConfig) -> t
     contexts = catalog.contexts(split)
     if config.max_users and config.max_users < len(contexts):
         keep = set(random.Random(config.seed).sample(sorted(contexts), config.max_users))
-        contexts = {user: context for user, context in contexts.items() if user in keep}
+        contexts = {user: contexts[user] for user in contexts if user in keep}  # decodes only the kept users
     if config.retriever == "search":
         return _search_candidates(catalog, split, config, contexts)
     retriever = Retriever(catalog.fit_interactions(split), sorted(catalog.items), config.retriever)

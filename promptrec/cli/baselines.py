@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from promptrec.baselines.classic import run_baselines
-from promptrec.cli.common import command_parser, load_examples, output_path, resolve_path
+from promptrec.cli.common import add_data_flags, command_parser, load_examples, output_path, resolve_path
 from promptrec.protocols.shots import select_examples
 
 EXAMPLES = """examples:
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
         "logistic regression and one-hot logistic regression on K shots and on the full train split.",
         EXAMPLES,
     )
-    parser.add_argument("--data", required=True, help="prepared dir from `promptrec data prepare`")
+    add_data_flags(parser, "prepared dir from `promptrec data prepare`, a save_to_disk dir, or hub:owner/name")
     parser.add_argument("--split", default="test")
     parser.add_argument("--shots", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -31,9 +31,9 @@ def add_parser(sub) -> None:
 
 def baselines_command(args) -> int:
     data = resolve_path(args.data)
-    test = select_examples(load_examples(data, args.split), args.limit, seed=0)
-    out = output_path(args.out, "dir")
-    results = run_baselines(load_examples(data, "train"), test, args.shots, args.seeds, out)
+    test = select_examples(load_examples(data, args.split, args.columns), args.limit, seed=0)
+    train = load_examples(data, "train", args.columns)
+    results = run_baselines(train, test, args.shots, args.seeds, output_path(args.out, "dir"))
     for name, runs in results.items():
         aucs = [m["auc"] for m in runs]
         print(f"{name:24} AUC {sum(aucs) / len(aucs):.4f}" + (f" (mean of {len(aucs)} seeds)" if len(aucs) > 1 else ""))

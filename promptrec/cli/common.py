@@ -11,6 +11,8 @@ from promptrec.core.errors import ConfigError
 from promptrec.core.files import check_writable
 from promptrec.lm.adapter import Adapter, ensemble_base_model
 from promptrec.lm.config import ModelConfig
+from promptrec.protocols.examples import Examples
+from promptrec.protocols.external import is_external, is_single_split, parse_columns
 from promptrec.protocols.splits import dataset_checksum, load_split
 
 
@@ -83,24 +85,41 @@ def model_config(args):
     return resolve(ModelConfig, flags=model_flags(args)["model"])
 
 
-def load_examples(path: Path, split: str) -> list[dict]:
-    return load_split(path, split)
+def add_data_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """--data, and --columns for a user's own `datasets` data (protocols.external)."""
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument(
+        "--columns",
+        metavar="NAME=COLUMN,...",
+        help="for a save_to_disk dir or hub:owner/name: which column feeds each name, e.g. label=clicked,user_id=uid",
+    )
 
 
-def valid_examples(data: Path, config) -> list[dict]:
+def load_examples(path: Path, split: str, columns: str | None = None) -> Examples:
+    return load_split(path, split, parse_columns(columns))
+
+
+def load_valid(path: Path, columns: str | None) -> Examples:
+    """`train --valid`: --columns (meant for --data) applies to it only when it is `datasets` data too."""
+    return load_examples(path, "valid", columns if is_external(path) else None)
+
+
+def valid_examples(data: Path, config, columns: str | None = None) -> list[dict] | Examples:
     if config.valid_examples == 0:
         return []
-    if data.is_file():
+    if data.is_file() or is_single_split(data):
+        kind = "one saved Dataset" if data.is_dir() else "a single file"
         raise ConfigError(
-            f"--data {data} is a single file, so there is no valid split; "
+            f"--data {data} is {kind}, so there is no valid split; "
             "pass --valid FILE or --set valid_examples=0 to train without early stopping"
         )
-    if not any((data / f"valid{suffix}").is_file() for suffix in (".jsonl", ".json")):  # e.g. imported train only
-        raise ConfigError(
+    prepared = (data / "manifest.json").is_file()
+    if prepared and not any((data / f"valid{suffix}").is_file() for suffix in (".jsonl", ".json")):
+        raise ConfigError(  # e.g. an import of a train file only
             f"--data {data} has no valid split (valid.jsonl); "
             "pass --valid FILE or --set valid_examples=0 to train without early stopping"
         )
-    return load_examples(data, "valid")
+    return load_examples(data, "valid", columns)
 
 
 def data_record(path: Path, split: str) -> dict:

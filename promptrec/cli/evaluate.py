@@ -7,6 +7,7 @@ import argparse
 from promptrec.cli.common import (
     adapter_defaults,
     add_config_flags,
+    add_data_flags,
     add_model_flags,
     command_parser,
     data_record,
@@ -34,7 +35,7 @@ EXAMPLES = """examples:
 # ---------------------------------------------------------------- evaluate
 def add_parser(sub) -> None:
     parser = command_parser(sub, "evaluate", "Score a split and write metrics.json + predictions.jsonl.", EXAMPLES)
-    parser.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json")
+    add_data_flags(parser, "prepared dir, .jsonl, Alpaca .json, a save_to_disk dir, or hub:owner/name")
     parser.add_argument("--split", help="split to score (default test)")
     parser.add_argument("--ranked", help="a `promptrec rank` output: report NDCG/HR/Recall@K and MRR instead")
     parser.add_argument(
@@ -68,7 +69,7 @@ def evaluate_command(args) -> int:
     config = resolve(EvalConfig, args.config, args.set, flags, defaults=adapter_defaults(adapters))
     refuse_overwrite(output_path(args.out, "dir"), "metrics.json", args.overwrite)
     data = resolve_path(args.data)
-    examples = load_examples(data, config.split)
+    examples = load_examples(data, config.split, args.columns)
     metrics = evaluate(
         config, examples, resolve_path(args.out), adapters, data_record(data, config.split), progress=True
     )

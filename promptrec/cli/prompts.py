@@ -7,12 +7,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from promptrec.cli.common import add_model_flags, command_parser, model_config, resolve_path
+from promptrec.cli.common import (
+    add_data_flags,
+    add_model_flags,
+    command_parser,
+    load_examples,
+    model_config,
+    resolve_path,
+)
 from promptrec.core.errors import DataError
 from promptrec.lm.encoding import encode_prompt
 from promptrec.lm.loading import load_tokenizer
 from promptrec.lm.scoring import answer_ids
-from promptrec.protocols.splits import load_split
 from promptrec.templates.template import PROMPTS_DIR, check_templates, list_templates, load_template
 
 EXAMPLES = """examples:
@@ -34,7 +40,7 @@ def add_parser(sub) -> None:
     check.set_defaults(handler=prompts_check)
     render = verbs.add_parser("render", help="print exactly what the model sees for one example")
     render.add_argument("name")
-    render.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json")
+    add_data_flags(render, "prepared dir, .jsonl, Alpaca .json, a save_to_disk dir, or hub:owner/name")
     render.add_argument("--split", default="test")
     render.add_argument("--index", type=int, default=0)
     add_model_flags(render)
@@ -65,7 +71,7 @@ def prompts_check(args) -> int:
 
 def prompts_render(args) -> int:
     template = load_template(args.name)
-    examples = load_split(resolve_path(args.data), args.split)
+    examples = load_examples(resolve_path(args.data), args.split, args.columns)
     if not 0 <= args.index < len(examples):
         raise DataError(
             f"--index {args.index} is out of range; split {args.split!r} has {len(examples)} examples "

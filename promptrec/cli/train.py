@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from promptrec.cli.common import (
     add_config_flags,
+    add_data_flags,
     add_model_flags,
     command_parser,
     data_record,
     load_examples,
+    load_valid,
     model_flags,
     output_path,
     resolve_path,
@@ -27,7 +29,7 @@ EXAMPLES = """examples:
 # ---------------------------------------------------------------- train
 def add_parser(sub) -> None:
     parser = command_parser(sub, "train", "Fit a LoRA adapter on K labelled examples (few-shot).", EXAMPLES)
-    parser.add_argument("--data", required=True, help="prepared dir, .jsonl, or Alpaca .json (training pool)")
+    add_data_flags(parser, "prepared dir, .jsonl, Alpaca .json, a save_to_disk dir or hub:owner/name (training pool)")
     parser.add_argument("--valid", help="validation data (default: the 'valid' split of --data)")
     parser.add_argument("--out", required=True, help="adapter output dir (PEFT safetensors + run record)")
     parser.add_argument("--template", help="template name or .j2 path (default tallrec_plain)")
@@ -48,8 +50,10 @@ def train_command(args) -> int:
     config = resolve(TrainConfig, args.config, args.set, flags)
     refuse_overwrite(output_path(args.out, "dir"), "promptrec_run.json", args.overwrite)
     data = resolve_path(args.data)
-    pool = load_examples(data, "train")
-    valid = load_examples(resolve_path(args.valid), "valid") if args.valid else valid_examples(data, config)
+    pool = load_examples(data, "train", args.columns)
+    valid = (
+        load_valid(resolve_path(args.valid), args.columns) if args.valid else valid_examples(data, config, args.columns)
+    )
     result = train(config, pool, valid, resolve_path(args.out), data_record(data, "train"), progress=True)
     if result.main_process:
         kind = (

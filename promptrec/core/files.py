@@ -3,9 +3,11 @@
 Reading: `raw_lines` gives each line's bytes (gunzipped when the file starts with gzip's magic),
 `text_lines` the non-blank UTF-8 lines, `json_object` one line parsed as a JSON object; every bad line
 goes to a `LineErrors`, which fails the load with a `DataError` naming file and line when the file is
-not this format at all or has too many bad lines. Writing: `write_json` and friends write a temporary
-file and rename it, so a crash never leaves a torn file; `atomic_dir` does the same for a whole
-directory; `refuse_overwrite` is the one rule for finished outputs.
+not this format at all or has too many bad lines; `read_jsonl` streams the JSON-lines files we write.
+Writing: `write_json` and friends write a temporary file and rename it, so a crash never leaves a torn
+file; `atomic_dir` does the same for a whole directory; `refuse_overwrite` is the one rule for finished
+outputs and `check_writable` checks an output before long work. `cache_dir` is promptrec's own cache,
+where `known_file_sha256` remembers the checksums of big files.
 """
 
 from __future__ import annotations
@@ -148,22 +150,72 @@ def check_writable(path: Path, kind: str) -> None:
         )
 
 
+def known_file_sha256(path) -> str:
+    """`file_sha256`, remembered under the cache dir per (path, size, mtime, ctime, inode): a big file that has
+    not changed is not read again. Any write changes its ctime, which no tool can set back, so a stale entry
+    cannot match. A cache that cannot be written only costs the next call a full read."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+    entry = cache_dir() / "sha256" / f"{hashlib.sha256(str(path).encode()).hexdigest()}.json"
+    try:
+        known = json.loads(entry.read_text(encoding="utf-8"))
+        if known.get("stat") == stamp:
+            return known["sha256"]
+    except (OSError, ValueError, AttributeError, KeyError):
+        pass
+    digest = file_sha256(path)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_json(entry, {"path": str(path), "stat": stamp, "sha256": digest})
+    except OSError:
+        pass
+    return digest
+
+
 def read_jsonl(path: Path, fix: str) -> Iterator[tuple[int, dict]]:
     """(1-based line number, object) of every non-blank line of a JSON-lines file we or the user wrote.
 
     The one reader of such files: a line that is not a JSON object is a `DataError` naming the file,
     the line and `fix` (what to do about it).
     """
-    for line_no, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); {fix}") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}; {fix}")
+    for line_no, _, record in read_jsonl_lines(path, fix):
         yield line_no, record
+
+
+def read_jsonl_lines(path: Path, fix: str) -> Iterator[tuple[int, str, dict]]:
+    """`read_jsonl` with each line's text too (what the object was parsed from), streamed line by line.
+
+    Lines end at b"\n" only, as `str.split("\n")` would cut them, so a stray "\r" stays inside its line.
+    """
+    offset = 0  # bytes before this line, so a decoding error names its byte in the file
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check the path") from None
+    with handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}: not valid utf-8 (byte {offset + err.start}); re-save the file as utf-8"
+                ) from None
+            offset += len(raw)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{line_no}: invalid JSON ({err.msg}); {fix}") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}; {fix}")
+            yield line_no, line.rstrip("\n"), record
+
+
+def cache_dir() -> Path:
+    """promptrec's own cache (converted GGUF models, Arrow copies of splits): $PROMPTREC_CACHE or ~/.cache/promptrec."""
+    return Path(os.environ.get("PROMPTREC_CACHE", Path.home() / ".cache" / "promptrec"))
 
 
 def write_lines_atomic(path: str | Path, lines: Iterable[str]) -> None:

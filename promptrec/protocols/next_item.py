@@ -26,6 +26,7 @@ from promptrec.core.errors import ConfigError, DataError
 from promptrec.core.files import read_jsonl, read_text
 from promptrec.data.dataset import Dataset, Interaction
 from promptrec.knowledge.graph import attach_knowledge, load_budget, load_graph, select_facts
+from promptrec.protocols.examples import ExamplesByUser
 from promptrec.protocols.splits import MANIFEST_NAME, load_split, write_prepared
 from promptrec.protocols.tallrec import PriorStats, check_attribute_names, example_record, item_record, source_record
 
@@ -176,10 +177,10 @@ class Catalog:
     interactions: list[dict]  # {user_id, item_id, rating, timestamp, split}
     like_threshold: float
 
-    def contexts(self, split: str) -> dict[str, dict]:
-        """user_id -> that user's `split` target example (context + the true next item)."""
+    def contexts(self, split: str) -> ExamplesByUser:
+        """user_id -> that user's `split` target example (context + the true next item), decoded on access."""
 
-        return {ex["user_id"]: ex for ex in load_split(self.data_dir, split)}
+        return ExamplesByUser(load_split(self.data_dir, split))
 
     def fit_interactions(self, split: str) -> list[dict]:
         """Interactions a retriever may learn from when ranking `split`: nothing held out for it or later."""

@@ -8,13 +8,14 @@ from __future__ import annotations
 import random
 
 from promptrec.core.errors import ConfigError
+from promptrec.protocols.examples import Examples, labels_of
 
 
-def select_examples(examples: list[dict], limit: int, seed: int) -> list[dict]:
+def select_examples(examples: list[dict] | Examples, limit: int, seed: int) -> list[dict] | Examples:
     if not limit or limit >= len(examples):
         return examples
     indices = sorted(random.Random(seed).sample(range(len(examples)), limit))
-    return [examples[i] for i in indices]
+    return examples.select(indices) if isinstance(examples, Examples) else [examples[i] for i in indices]
 
 
 def sample_shots(pool: list[dict], shots: int, seed: int, balanced: bool) -> list[dict]:
@@ -24,8 +25,9 @@ def sample_shots(pool: list[dict], shots: int, seed: int, balanced: bool) -> lis
     rng = random.Random(seed)
     if not balanced:
         return [pool[i] for i in sorted(rng.sample(range(len(pool)), shots))]
-    positives = [i for i, ex in enumerate(pool) if ex["label"] == 1]
-    negatives = [i for i, ex in enumerate(pool) if ex["label"] == 0]
+    labels = labels_of(pool)  # a column read for Examples: no example is decoded
+    positives = [i for i, label in enumerate(labels) if label == 1]
+    negatives = [i for i, label in enumerate(labels) if label == 0]
     half = shots // 2
     if half > len(positives) or shots - half > len(negatives):
         raise ConfigError(

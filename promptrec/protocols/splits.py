@@ -1,7 +1,8 @@
 """Prepared splits on disk: `<split>.jsonl` files plus manifest.json, written and read here only.
 
 The manifest records the protocol, source checksums and split checksums, so a run can name exactly
-the data it saw. TALLRec's published Alpaca-style JSON files can be read too (`load_alpaca`).
+the data it saw. TALLRec's published Alpaca-style JSON files can be read too (`load_alpaca`), and so can a
+user's own `datasets` data (`protocols.external`). Splits load as `protocols.examples.Examples`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from promptrec.core.errors import DataError
-from promptrec.core.files import atomic_dir, file_sha256, read_jsonl, read_text, refuse_overwrite
+from promptrec.core.errors import ConfigError, DataError
+from promptrec.core.files import atomic_dir, known_file_sha256, read_text, refuse_overwrite
+from promptrec.protocols.examples import Examples, examples_from_jsonl
+from promptrec.protocols.external import external_checksum, is_external, load_external
 
 SPLITS = ("train", "valid", "test")
 
@@ -93,25 +96,21 @@ def split_path(path, split: str = "test") -> Path:
     )
 
 
-def load_split(path, split: str = "test") -> list[dict]:
-    """Examples of `split` from a prepared dir, an Alpaca dir, or one .jsonl / Alpaca .json file."""
+def load_split(path, split: str = "test", columns: dict[str, str] | None = None) -> Examples:
+    """Examples of `split` from a prepared dir, an Alpaca dir, one .jsonl / Alpaca .json file, or a user's
+    `datasets` data (a save_to_disk dir or `hub:owner/name`, with `columns` mapping its column names)."""
+    if is_external(path):
+        return load_external(path, split, columns)
+    if columns:
+        raise ConfigError(
+            f"--columns maps the columns of a saved `datasets` dir or a hub: dataset; {path} is neither, drop --columns"
+        )
     file = split_path(path, split)
-    examples = load_alpaca(file) if file.suffix == ".json" else load_examples_jsonl(file)
+    examples = (
+        Examples.from_dicts(load_alpaca(file), str(file)) if file.suffix == ".json" else examples_from_jsonl(file)
+    )
     if not examples:
         raise DataError(f"{file}: split {split!r} has no examples; prepare the data again")
-    return examples
-
-
-def load_examples_jsonl(path: Path) -> list[dict]:
-    examples = []
-    for line_no, example in read_jsonl(path, "prepare the data again"):
-        missing = [k for k in ("example_id", "label") if k not in example]
-        if missing:
-            raise DataError(
-                f"{path}:{line_no}: not a prepared example (no {missing[0]!r}); "
-                "write splits with `promptrec data prepare`"
-            )
-        examples.append(example)
     return examples
 
 
@@ -144,5 +143,7 @@ def _alpaca_example(path: Path, index: int, record) -> dict:
 
 
 def dataset_checksum(path, split: str = "test") -> str:
-    """sha256 of the bytes of the file holding `split` (for run records)."""
-    return file_sha256(split_path(path, split))
+    """sha256 of the bytes of the file holding `split`, or of a `datasets` split's Arrow files (for run records)."""
+    if is_external(path):
+        return external_checksum(path, split)
+    return known_file_sha256(split_path(path, split))
