@@ -113,12 +113,18 @@ def test_fuzzed_data_text_adds_no_special_tokens(name, tiny_tokenizer, hostile_t
     check()
 
 
-@pytest.mark.parametrize("name, fields", ATTACKS, ids=[a[0] for a in ATTACKS])
-def test_known_attacks_leak_without_the_guard_and_not_with_it(name, fields, tiny_tokenizer, hostile_templates):
-    template = hostile_templates[name]
+def attacked_example(fields: dict) -> dict:
+    """The plain example with an attack's fields put in (item fields merged, others replaced)."""
     example = plain_words(base_example())
     for key, value in fields.items():
         example[key] = example[key] | value if key == "item" else value
+    return example
+
+
+@pytest.mark.parametrize("name, fields", ATTACKS, ids=[a[0] for a in ATTACKS])
+def test_known_attacks_leak_without_the_guard_and_not_with_it(name, fields, tiny_tokenizer, hostile_templates):
+    template = hostile_templates[name]
+    example = attacked_example(fields)
     prompt = template.render_prompt(example, tiny_tokenizer)
     specials = special_ids(tiny_tokenizer)
     leaked = [i for i in tiny_tokenizer(prompt.text, add_special_tokens=not template.chat).input_ids if i in specials]
@@ -202,9 +208,7 @@ def test_the_scorer_encodes_through_the_guard(name, fields, tiny_tokenizer, host
     from promptrec.lm.scoring import Scorer
 
     template = hostile_templates[name]
-    example = plain_words(base_example())
-    for key, value in fields.items():
-        example[key] = example[key] | value if key == "item" else value
+    example = attacked_example(fields)
     specials = special_ids(tiny_tokenizer)
     scored = [i for i in Scorer(None, tiny_tokenizer, template).encode(example) if i in specials]
     assert scored == special_sequence(tiny_tokenizer, template, plain_words(base_example()))

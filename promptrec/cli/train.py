@@ -35,7 +35,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--template", help="template name or .j2 path (default tallrec_plain)")
     parser.add_argument("--shots", type=int, help="K examples sampled from the train split (default 64)")
     parser.add_argument("--seed", type=int, help="sampling/initialisation seed (default 0)")
-    parser.add_argument("--loss", choices=["lm", "bce"], help="lm (default) or bce on the yes/no log-odds")
+    parser.add_argument(
+        "--loss", choices=["lm", "bce"], help="default: bce for the hybrid, lm for the pure LLM (wide.mode=off)"
+    )
     parser.add_argument("--batch-size", type=int, help="examples per optimizer step (default 8)")
     parser.add_argument("--score-batch-size", type=int, help="prompts per forward pass when validating (default 16)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished adapter in --out")
