@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from promptrec.core.errors import ConfigError, PromptrecError, TemplateError
 from promptrec.core.files import read_text, write_text_atomic
@@ -181,13 +180,13 @@ def line_diff(before: str, after: str) -> list[dict]:
 
 
 def _stem(text: str) -> str:
-    """The file stem that lets `text` lint as itself: its front-matter name when that can name a file."""
-    try:
-        meta = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else None
-    except (yaml.YAMLError, IndexError):
-        meta = None
-    name = meta.get("name") if isinstance(meta, dict) else None
-    return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,100}", name) else "untitled"
+    """The file stem that lets `text` lint as itself: its front-matter name, when that can name a file.
+
+    Read with a pattern rather than YAML, so a front matter with a YAML error still lints under its name.
+    """
+    front = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    match = re.search(r"""^name:\s*["']?([A-Za-z0-9_-]{1,100})["']?\s*$""", front, re.M)
+    return match.group(1) if match else "untitled"
 
 
 def _problem(message: str, stem: str, text: str) -> dict:
