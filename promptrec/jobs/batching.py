@@ -2,8 +2,9 @@
 
 Request handlers (on the event loop) `await batcher.submit(job)`. The worker blocks for the first
 waiting job, then keeps taking jobs until it holds `max_batch` of them or `wait_seconds` have passed
-since the first, and hands the whole turn to `run_batch(jobs)`, which returns one result (or one
-exception) per job. Jobs that arrive while a turn is running wait in the queue and form the next
+since the first, and hands the whole turn to `run_batch(jobs)`, which yields (index, result or
+exception) for every job as soon as that job is done: a job that finishes early in a turn is answered
+without waiting for the rest. Jobs that arrive while a turn is running wait in the queue and form the next
 turn, so under load the turns fill up by themselves and the wait only costs a lone request a few
 milliseconds. The model is only ever touched by the worker thread: no locks around torch.
 """
@@ -15,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from promptrec.core.errors import PromptrecError
 
@@ -30,7 +31,7 @@ _STOP = object()
 
 
 class MicroBatcher:
-    def __init__(self, run_batch: Callable[[list], list], max_batch: int, wait_seconds: float, max_queue: int):
+    def __init__(self, run_batch: Callable[[list], Iterator], max_batch: int, wait_seconds: float, max_queue: int):
         self.run_batch, self.max_batch, self.wait_seconds = run_batch, max_batch, wait_seconds
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
@@ -94,16 +95,23 @@ class MicroBatcher:
     def _run(self, turn: list) -> None:
         self.num_turns += 1
         self.num_jobs += len(turn)
+        pending = set(range(len(turn)))
         try:
-            results = self.run_batch([job for job, _, _ in turn])
+            for index, result in self.run_batch([job for job, _, _ in turn]):
+                pending.discard(index)
+                _answer(turn[index], result)
         except Exception as error:  # a bug in run_batch must not kill the only thread that owns the model
             logger.exception("scoring turn failed")
-            results = [error] * len(turn)
-        for (_, future, loop), result in zip(turn, results):
-            try:
-                loop.call_soon_threadsafe(_settle, future, result)
-            except RuntimeError:  # the event loop has closed: the server is shutting down
-                pass
+            for index in pending:
+                _answer(turn[index], error)
+
+
+def _answer(item: tuple, result) -> None:
+    _, future, loop = item
+    try:
+        loop.call_soon_threadsafe(_settle, future, result)
+    except RuntimeError:  # the event loop has closed: the server is shutting down
+        pass
 
 
 def _settle(future: asyncio.Future, result) -> None:

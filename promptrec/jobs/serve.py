@@ -173,21 +173,20 @@ class Service:
         return response
 
     # ------------------------------------------------------------ the worker thread
-    def run_batch(self, jobs: list) -> list:
-        """One result (or exception) per job: rank jobs one user at a time, pointwise jobs merged per scorer."""
-        results: list = [None] * len(jobs)
+    def run_batch(self, jobs: list):
+        """(index, result or exception) per job, each as soon as it is done: rank jobs one user at a time,
+        pointwise jobs merged into one forward pass per scorer."""
         merged: dict[tuple, list[int]] = {}
         for index, job in enumerate(jobs):
             if isinstance(job, RankJob):
-                results[index] = _attempt(
-                    lambda job=job: self.ensemble.score_group(job.examples, self.config.min_prefix_tokens)[0]
-                )
+                yield index, _attempt(lambda job=job: self._rank_scores(job))
             else:
                 merged.setdefault((job.template.sha256, job.template.name, job.choice), []).append(index)
         for indices in merged.values():
-            for index, result in zip(indices, self._score_together([jobs[i] for i in indices])):
-                results[index] = result
-        return results
+            yield from zip(indices, self._score_together([jobs[i] for i in indices]))
+
+    def _rank_scores(self, job: RankJob) -> np.ndarray:
+        return self.ensemble.score_group(job.examples, self.config.min_prefix_tokens)[0]
 
     def _score_together(self, jobs: list[PointwiseJob]) -> list:
         """One forward pass over every job's examples; on an error, each job alone (the error is its own)."""
