@@ -152,10 +152,11 @@ BAD_REQUESTS = [
         422,
         "--max-prompt-tokens",
     ),
+    ("POST", "/v1/rank", {"history": [], "fields": {"timestamp": "noon"}, "candidates": ["1"]}, 422, "'timestamp'"),
     ("POST", "/v1/score", {"examples": []}, 422, "examples: List should have at least 1"),
     ("POST", "/v1/score", {"examples": [{"example_id": "x"}]}, 422, "example x has no field 'user'"),
     ("POST", "/v1/score", {"examples": "all"}, 422, "examples"),
-    ("POST", "/v1/score", b'{"examples": ["' + b"x" * 4_100_000 + b'"]}', 413, "this server takes 4000000"),
+    ("POST", "/v1/score", b'{"examples": ["' + b"x" * 4_100_000 + b'"]}', 413, "this server takes at most 4000000"),
     ("GET", "/v1/rank", None, 405, "Method Not Allowed"),
     ("GET", "/v2/rank", None, 404, "Not Found"),
     ("POST", "/playground/api/check", {"text": ""}, 404, "Not Found"),  # no playground on this server
@@ -250,3 +251,27 @@ def test_serve_refuses_a_port_in_use_in_one_line(next_dir, tiny_model_dir, capsy
         argv = ["serve", "--model", str(tiny_model_dir), "--data", str(next_dir), "--port", port]
         assert main(argv) == 2
     assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(server):
+    import http.client
+
+    _, url = server
+    connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=60)
+    chunks = (b'{"examples": ["' if i == 0 else b"x" * 100_000 for i in range(50))  # 4.9 MB, no Content-Length
+    connection.request(
+        "POST", "/v1/score", body=chunks, encode_chunked=True, headers={"content-type": "application/json"}
+    )
+    response = connection.getresponse()
+    assert response.status == 413 and "over 4000000 bytes" in json.loads(response.read())["error"]
+    connection.close()
+    assert call(url, "GET", "/healthz")[0] == 200
+
+
+def test_examples_a_hybrid_cannot_read_are_a_422_not_a_500(config, adapters):
+    example = {"example_id": "odd", "instruction": "Will they like Heat?", "input": "", "history": ["Heat"]}
+    with served(replace(config, template="alpaca"), adapters=[adapters[1]]) as (_, url):  # alpaca reads no history
+        status, answer = call(url, "POST", "/v1/score", {"examples": [example]})
+        assert status == 422 and "the wide part cannot read the examples' features" in answer["error"]
+        status, body = call(url, "POST", "/v1/score", {"examples": [example | {"history": []}]})
+        assert status == 200 and set(body) >= {"llm_scores", "wide_scores"}

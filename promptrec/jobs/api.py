@@ -252,19 +252,32 @@ def validation_line(errors: list[dict]) -> str:
 
 
 class BodyLimit:
-    """ASGI middleware: a request that declares a body over `max_bytes` is answered 413 unread."""
+    """ASGI middleware: a body over `max_bytes` is a 413, whether declared up front or streamed in chunks."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            declared = dict(scope["headers"]).get(b"content-length", b"0")
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                response = error_answer(413, f"the body has {int(declared)} bytes; this server takes {self.max_bytes}")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            message = f"the body has {int(declared)} bytes; this server takes at most {self.max_bytes}"
+            return await error_answer(413, message)(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                from starlette.exceptions import HTTPException
+
+                message = f"the body is over {self.max_bytes} bytes; this server takes at most {self.max_bytes}"
+                raise HTTPException(413, message)  # FastAPI passes it on to `add_error_answers`
+            return message
+
+        await self.app(scope, limited, send)
 
 
 # ---------------------------------------------------------------- running

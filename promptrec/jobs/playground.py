@@ -108,7 +108,7 @@ class Playground:
         if outside:
             raise ConfigError(f"example position {outside[0]} is outside the sample of {len(sample)}")
         examples = [sample[p] for p in positions]
-        self.service.count_tokens(template, examples)
+        self.service.check(template, examples)
         if choice not in self.service.info["scoring_choices"]:
             raise ConfigError(
                 f"unknown scoring choice {choice!r}; choose one of {self.service.info['scoring_choices']}"

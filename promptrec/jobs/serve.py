@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from promptrec.core.config import to_dict
-from promptrec.core.errors import ConfigError, DataError, PromptrecError
+from promptrec.core.errors import ConfigError, DataError, PromptrecError, first_line
 from promptrec.core.files import read_text
 from promptrec.core.records import provenance, template_record
 from promptrec.jobs.batching import MicroBatcher
@@ -83,6 +83,9 @@ class PointwiseJob:
 ANONYMOUS = "anonymous"  # the user_id of a request that sends its own profile and history
 
 
+RESERVED = (*ITEM_KEYS, "user_id", "timestamp", "user", "history", "query")  # context keys `fields` cannot set
+
+
 class Service:
     def __init__(self, config: ServeConfig, adapters=None, data_dir: Path | None = None):
         self.config = config
@@ -103,6 +106,7 @@ class Service:
         self.max_prompt_tokens = min(config.max_prompt_tokens, model_max)
         self._now = 1 + max((x["timestamp"] for x in self.catalog.interactions), default=0) if self.catalog else 0
         self._member_scorers: OrderedDict = OrderedDict()
+        self.wide_parts = [a.wide for a in self.adapters if a is not None and a.wide is not None]  # read once
         self.batcher = MicroBatcher(self.run_batch, config.max_batch, config.batch_wait_ms / 1000, config.max_queue)
         self.info = self._info()
 
@@ -116,21 +120,20 @@ class Service:
                 "(--max-candidates)"
             )
         item_ids = [c if isinstance(c, str) else c["item_id"] for c in candidates]
-        repeated = next((i for n, i in enumerate(item_ids) if i in item_ids[:n]), None)
-        if repeated is not None:
-            raise DataError(f"candidate {repeated!r} is listed twice; list each item once")
+        repeated = [item_id for item_id, count in Counter(item_ids).items() if count > 1]
+        if repeated:
+            raise DataError(f"candidate {repeated[0]!r} is listed twice; list each item once")
         user_id, context, known = self._context(request)
-        if known and all(isinstance(c, str) for c in candidates):
-            self._check_ids(item_ids)
-            row = {
-                "user_id": user_id,
-                "candidates": item_ids,
-                **({"query": request["query"]} if "query" in request else {}),
-            }
-            examples = user_examples(self.builder, self.contexts, row)  # exactly `rank`'s examples
-        else:
-            examples = [self._candidate_example(context, c) for c in candidates]
-        self.count_tokens(self.template, examples)
+        try:
+            if known and all(isinstance(c, str) for c in candidates):
+                self._check_ids(item_ids)
+                row = {"user_id": user_id, "candidates": item_ids} | _query(request)
+                examples = user_examples(self.builder, self.contexts, row)  # exactly `rank`'s examples
+            else:
+                examples = [self._candidate_example(context, c) for c in candidates]
+        except (KeyError, TypeError, ValueError, AttributeError) as error:  # a malformed profile, history or record
+            raise DataError(f"the request's user or candidates are malformed ({first_line(error)})") from None
+        self.check(self.template, examples)
         return RankJob(user_id, item_ids, examples)
 
     def score_job(self, examples: list[dict]) -> PointwiseJob:
@@ -139,8 +142,21 @@ class Service:
                 f"{len(examples)} examples; this server scores at most {self.config.max_examples} per request "
                 "(--set max_examples=N)"
             )
-        self.count_tokens(self.template, examples)
+        self.check(self.template, examples)
         return PointwiseJob(examples, self.template)
+
+    def check(self, template, examples: list[dict]) -> None:
+        """Everything about `examples` that can fail before scoring: the render, the prompt length, and the
+        features a hybrid's wide part reads; so the worker scores only examples that fit."""
+        self.count_tokens(template, examples)
+        for wide in self.wide_parts:
+            try:
+                wide.logits(examples)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+                raise DataError(
+                    f"the wide part cannot read the examples' features ({first_line(error)}); "
+                    "send history and stats shaped as in a prepared split"
+                ) from None
 
     def count_tokens(self, template, examples: list[dict]) -> list[int]:
         """Each example's prompt length in tokens; a render error or a prompt over the limit is raised."""
@@ -168,7 +184,7 @@ class Service:
         scores = llm + wide
         response = {"scores": scores.tolist(), "probabilities": sigmoid(scores).tolist()}
         response["example_ids"] = [example.get("example_id") for example in job.examples]
-        if any(a is not None and a.wide is not None for a in self.adapters):
+        if self.wide_parts:
             response |= {"llm_scores": llm.tolist(), "wide_scores": wide.tolist()}
         return response
 
@@ -226,8 +242,7 @@ class Service:
                     f"unknown user_id {user_id!r}: not a user of split {self.config.split!r} of {self.data_dir}; "
                     "send the user's profile and history instead"
                 )
-            context = dict(self.contexts[user_id])
-            return user_id, context | ({"query": request["query"]} if "query" in request else {}), True
+            return user_id, dict(self.contexts[user_id]) | _query(request), True
         if not own:
             raise DataError("send a user: a user_id known to --data, or the user's profile and/or history")
         user_id = user_id or ANONYMOUS
@@ -236,9 +251,13 @@ class Service:
             context["user"] = {"user_id": user_id, **request["profile"]}
         if "history" in request:
             context["history"] = [self._history_item(entry) for entry in request["history"]]
-        if "query" in request:
-            context["query"] = request["query"]
-        return user_id, context | request.get("fields", {}), False
+        taken = sorted(set(request.get("fields", {})) & set(RESERVED))
+        if taken:
+            raise DataError(
+                f"fields may not set {taken[0]!r}; user_id, profile (the template's user), history, query and "
+                "timestamp are top-level keys, and the item keys come from each candidate"
+            )
+        return user_id, context | _query(request) | request.get("fields", {}), False
 
     def _history_item(self, entry: dict) -> dict:
         """A history entry; an item_id known to the catalogue brings the item's attributes with it."""
@@ -316,6 +335,10 @@ def _next_item_catalog(data_dir: Path):
     if not manifest.is_file() or json.loads(read_text(manifest)).get("name") != PROTOCOL:
         return None
     return load_catalog(data_dir)
+
+
+def _query(request: dict) -> dict:
+    return {"query": request["query"]} if "query" in request else {}
 
 
 def _attempt(compute):
