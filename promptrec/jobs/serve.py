@@ -48,7 +48,7 @@ class ServeConfig:
     max_examples: int = 256  # per /v1/score request; more is a 422
     max_prompt_tokens: int = 4096  # per prompt, also capped by the model's max length; longer is a 422
     max_batch: int = 16  # requests the scoring worker takes in one turn
-    batch_wait_ms: float = 2.0  # how long a turn waits for more requests after its first (ms)
+    batch_wait_ms: float = 10.0  # how long a turn waits for more requests after its first (ms)
     max_queue: int = 256  # requests waiting beyond this are answered 503 (busy)
     max_body_bytes: int = 4_000_000  # a larger request body is a 413
     model: ModelConfig = field(default_factory=ModelConfig)
