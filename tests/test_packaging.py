@@ -66,3 +66,8 @@ def test_a_wheel_install_lists_the_shipped_templates(installed_wheel, tmp_path):
     assert listed.returncode == 0, listed.stderr
     shipped = sorted(p.stem for p in (ROOT / "prompts").rglob("*.j2"))
     assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == shipped
+
+
+def test_a_wheel_install_ships_the_playground_page(installed_wheel):
+    static = installed_wheel / "promptrec" / "serve_static"
+    assert sorted(p.name for p in static.iterdir()) == ["playground.css", "playground.html", "playground.js"]

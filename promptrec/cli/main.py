@@ -12,11 +12,11 @@ import os
 import sys
 import warnings
 
-from promptrec.cli import baselines, data, evaluate, experiment, prompts, quickstart, rank, train
+from promptrec.cli import baselines, data, evaluate, experiment, prompts, quickstart, rank, serve, train
 from promptrec.cli.common import add_verbose_flag
 from promptrec.core.errors import PromptrecError
 
-COMMANDS = (prompts, data, train, evaluate, baselines, rank, experiment, quickstart)  # in --help order
+COMMANDS = (prompts, data, train, evaluate, baselines, rank, serve, experiment, quickstart)  # in --help order
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -182,7 +182,7 @@ def rank(
     template = load_template(template_name_for(config.template, adapters, default="movie_next"))
     contexts, builder = catalog.contexts(config.split), CandidateExamples(catalog)
     first = candidates.rows[0]
-    template.render(_examples(builder, contexts, first)[0])  # a template/data mismatch fails before the model loads
+    template.render(user_examples(builder, contexts, first)[0])  # a template/data mismatch fails before the model loads
     identity = _identity(config, template, candidates.sha256, adapters, data_dir)
     if state.is_main_process:
         prepare_output(out_path, identity, resume, overwrite)
@@ -217,7 +217,8 @@ def _combine(stats: dict, state) -> dict:
     return total
 
 
-def _examples(builder, contexts: dict, row: dict) -> list[dict]:
+def user_examples(builder, contexts: dict, row: dict) -> list[dict]:
+    """One example per candidate of a candidate-file row (`serve` builds its known users' the same way)."""
     context = contexts[row["user_id"]]
     examples = [builder.build(context, item_id) for item_id in row["candidates"]]
     if "query" in row:
@@ -243,7 +244,7 @@ def _score_rows(config, template, adapters, builder, contexts, rows, out_path, s
     with part.open("a", encoding="utf-8") as handle:
         for row in tqdm(rows, desc="ranking", unit="user", disable=not (progress and state.is_main_process)):
             tick = time.perf_counter()
-            scores, prefix_tokens = scorer.score_group(_examples(builder, contexts, row), config.min_prefix_tokens)
+            scores, prefix_tokens = scorer.score_group(user_examples(builder, contexts, row), config.min_prefix_tokens)
             stats["scoring_seconds"] += time.perf_counter() - tick
             stats["num_candidates_scored"] += len(row["candidates"])
             stats["num_users_prefix_cached"] += prefix_tokens > 0

@@ -227,12 +227,13 @@ class CandidateExamples:
         ]
         self._prior = PriorStats(interactions, catalog.like_threshold)
 
-    def build(self, context: dict, item_id: str) -> dict:
+    def build(self, context: dict, item_id: str, item: dict | None = None) -> dict:
+        """`item` replaces the catalogue's record (`serve` takes item records the catalogue may lack)."""
         example = {k: v for k, v in context.items() if k not in ITEM_KEYS}
         example.update(
             example_id=f"{context['user_id']}:{item_id}",
             item_id=item_id,
-            item=self.catalog.items[item_id],
+            item=self.catalog.items[item_id] if item is None else item,
             label=int(item_id == context["item_id"]),
             stats=self._prior.before("item", item_id, context["timestamp"])
             | self._prior.before("user", context["user_id"], context["timestamp"]),
