@@ -134,3 +134,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("", 0))  # the kernel picks an unused port; released on close, for the launcher to bind
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def disk_full_on_second_write(monkeypatch):
+    """Path.write_bytes fails with ENOSPC on its second call; returns the list of paths it was called with."""
+    real_write_bytes, calls = Path.write_bytes, []
+
+    def write_bytes(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    return calls

@@ -194,20 +194,12 @@ def test_data_import_refuses_a_prepared_dir_without_overwrite(capsys, prepared, 
     assert {p.name: p.read_bytes() for p in prepared.iterdir()} == before
 
 
-def test_data_prepare_crash_keeps_the_old_dir(capsys, tmp_path, monkeypatch):
+def test_data_prepare_crash_keeps_the_old_dir(capsys, tmp_path, request):
     out = tmp_path / "prepared"
     assert run(capsys, [*PREPARE, str(out)])[0] == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    real_write_bytes, calls = Path.write_bytes, []
-
-    def disk_full_on_second_split(path, data):
-        calls.append(path)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        return real_write_bytes(path, data)
-
-    monkeypatch.setattr(Path, "write_bytes", disk_full_on_second_split)
+    calls = request.getfixturevalue("disk_full_on_second_write")  # armed only now: the old dir is written
     code, _, err = run(capsys, [*PREPARE, str(out), "--history-len", "2", "--overwrite"])
     assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
     assert len(calls) == 2, "the crash came after a split was written"

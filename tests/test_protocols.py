@@ -226,19 +226,11 @@ def test_write_refuses_a_file(tmp_path, mini_splits):
         write_prepared(mini_splits, tmp_path / "out", PROTOCOL)
 
 
-def test_crash_while_writing_keeps_the_old_prepared_dir(tmp_path, mini_splits, monkeypatch):
+def test_crash_while_writing_keeps_the_old_prepared_dir(tmp_path, mini_splits, request):
     out = tmp_path / "prepared"
     write_prepared({"train": mini_splits["train"]}, out, PROTOCOL)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real_write_bytes, calls = Path.write_bytes, []
-
-    def disk_full_on_second_split(path, data):
-        calls.append(path)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        return real_write_bytes(path, data)
-
-    monkeypatch.setattr(Path, "write_bytes", disk_full_on_second_split)
+    request.getfixturevalue("disk_full_on_second_write")  # armed only now: the old dir is written
     with pytest.raises(OSError, match="No space left"):
         write_prepared(mini_splits, out, PROTOCOL)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
