@@ -135,6 +135,8 @@ ERROR_CASES = {
     "invalid dtype": (["model.dtype=fp8"], ["dtype", "fp8", "bfloat16"]),
     "shots below 1": (["shots=0"], ["shots", "at least 1"]),
     "negative valid examples": (["valid_examples=-1"], ["valid_examples"]),
+    "micro-batch below 1": (["micro_batch_size=0"], ["micro_batch_size", "at least 1"]),
+    "bad checkpointing bool": (["gradient_checkpointing=sometimes"], ["gradient_checkpointing", "bool"]),
 }
 
 

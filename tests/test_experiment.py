@@ -313,6 +313,24 @@ def test_a_changed_config_is_refused_then_overwrite_reruns_only_changed_cells(
     assert {p.status for p in plan_experiment(changed).cells} == {"done"}
 
 
+def test_execution_only_settings_do_not_make_a_cell_changed(finished, prepared, tiny_model_dir, tmp_path):
+    """Micro-batch size and recomputed activations change memory, not the adapter: finished cells stay done,
+    also when the settings differ from a record written before they existed; a real change still shows."""
+    out = copy_of(finished, tmp_path)
+    faster = {"micro_batch_size": 1, "gradient_checkpointing": False}
+    assert {p.status for p in plan_experiment(tiny_config(prepared, tiny_model_dir, out, train=faster)).cells} == {
+        "done"
+    }
+    for path in out.rglob("cell.json"):  # as if written by a release without the two settings
+        record = json.loads(path.read_text())
+        for key in ("micro_batch_size", "gradient_checkpointing"):
+            (record.get("fingerprint_inputs", {}).get("train") or {}).pop(key, None)
+        path.write_text(json.dumps(record))
+    assert {p.status for p in plan_experiment(tiny_config(prepared, tiny_model_dir, out)).cells} == {"done"}
+    changed = plan_experiment(tiny_config(prepared, tiny_model_dir, out, train=faster | {"learning_rate": 0.5}))
+    assert {p.changes for p in changed.cells if p.status == "changed"} == {("train.learning_rate: 0.001 -> 0.5",)}
+
+
 def test_changed_config_via_the_cli_exits_2(finished, prepared, tiny_model_dir, tmp_path, capsys):
     out = copy_of(finished, tmp_path)
     config = write_config(tmp_path, prepared, tiny_model_dir)

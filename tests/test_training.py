@@ -105,6 +105,27 @@ def test_training_is_deterministic(tiny_model_dir, prepared_dir, tmp_path):
     ).read_bytes()
 
 
+@pytest.mark.parametrize("loss", ["lm", "bce"])
+def test_micro_batches_and_checkpointing_train_the_one_pass_adapter(tiny_model_dir, prepared_dir, tmp_path, loss):
+    """Gradients accumulated over micro-batches (3 + 1 of a 4-example batch, or 1 at a time) and layers
+    recomputed in backward train the adapter that one forward/backward pass per batch trains."""
+    from safetensors.torch import load_file
+
+    data = load_split(prepared_dir, "train"), load_split(prepared_dir, "train")
+    runs = {"one pass": (4, False), "3 + 1": (3, False), "1 at a time, recomputed": (1, True)}
+    weights, histories = {}, {}
+    for name, (micro, checkpointing) in runs.items():
+        config = tiny_config(tiny_model_dir, loss=loss, micro_batch_size=micro, gradient_checkpointing=checkpointing)
+        histories[name] = train(config, *data, tmp_path / name).history
+        weights[name] = load_file(tmp_path / name / "adapter_model.safetensors")
+    for name in list(runs)[1:]:
+        assert weights[name].keys() == weights["one pass"].keys()
+        assert max((weights[name][k] - weights["one pass"][k]).abs().max().item() for k in weights[name]) < 5e-5, name
+        for a, b in zip(histories[name], histories["one pass"]):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+            assert a["valid_auc"] == pytest.approx(b["valid_auc"], abs=1e-9)
+
+
 def test_single_class_validation_is_refused(tiny_model_dir, prepared_dir, tmp_path):
     with pytest.raises(ConfigError, match="AUC is undefined"):
         train(

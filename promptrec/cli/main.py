@@ -15,6 +15,7 @@ import warnings
 from promptrec.cli import baselines, data, evaluate, experiment, prompts, quickstart, rank, serve, train
 from promptrec.cli.common import add_verbose_flag
 from promptrec.core.errors import PromptrecError
+from promptrec.lm.memory import release_large_buffers
 
 COMMANDS = (prompts, data, train, evaluate, baselines, rank, serve, experiment, quickstart)  # in --help order
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.verbose:
         quiet_third_party()
+    release_large_buffers()  # freed tensor buffers go back to the OS (lm.memory): a lower peak RSS
     try:
         return args.handler(args) or 0
     except PromptrecError as error:

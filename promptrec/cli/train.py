@@ -39,6 +39,9 @@ def add_parser(sub) -> None:
         "--loss", choices=["lm", "bce"], help="default: bce for the hybrid, lm for the pure LLM (wide.mode=off)"
     )
     parser.add_argument("--batch-size", type=int, help="examples per optimizer step (default 8)")
+    parser.add_argument(
+        "--micro-batch-size", type=int, help="examples per forward/backward pass; less memory, same result (default 2)"
+    )
     parser.add_argument("--score-batch-size", type=int, help="prompts per forward pass when validating (default 16)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished adapter in --out")
     add_config_flags(parser)
@@ -48,7 +51,8 @@ def add_parser(sub) -> None:
 
 def train_command(args) -> int:
     flags = {"template": args.template, "shots": args.shots, "seed": args.seed, "loss": args.loss} | model_flags(args)
-    flags |= {"batch_size": args.batch_size, "score_batch_size": args.score_batch_size}
+    flags |= {"batch_size": args.batch_size, "micro_batch_size": args.micro_batch_size}
+    flags |= {"score_batch_size": args.score_batch_size}
     config = resolve(TrainConfig, args.config, args.set, flags)
     refuse_overwrite(output_path(args.out, "dir"), "promptrec_run.json", args.overwrite)
     data = resolve_path(args.data)

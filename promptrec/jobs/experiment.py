@@ -36,6 +36,9 @@ from promptrec.protocols.splits import dataset_checksum, load_split
 from promptrec.templates.template import load_template
 
 RECORD = "cell.json"  # written last, atomically: its presence marks a finished cell
+# Settings that change speed and memory, not the result (tests check that micro-batches and recomputed
+# activations train the same adapter): a cell finished under other values of these is still done.
+EXECUTION_ONLY = ("train.micro_batch_size", "train.gradient_checkpointing")
 
 
 # Variants of a few-shot cell (`variants`): the wide part's mode (lm.training.WideSettings.mode).
@@ -314,17 +317,20 @@ def cell_status(cell_dir: Path, cell: Cell, inputs: dict) -> PlannedCell:
     record = json.loads(record_path.read_text())
     if record.get("fingerprint") == digest:
         return PlannedCell(cell, digest, inputs, "done")
-    changes = tuple(_differences(record.get("fingerprint_inputs", {}), inputs))
-    return PlannedCell(cell, digest, inputs, "changed", changes)
+    changes = _differences(record.get("fingerprint_inputs", {}), inputs)
+    lines = tuple(line for key, line in changes if key not in EXECUTION_ONLY)
+    return PlannedCell(cell, digest, inputs, "changed" if lines else "done", lines)
 
 
-def _differences(old, new, prefix: str = "") -> list[str]:
+def _differences(old, new, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, "key: old -> new") for each leaf that differs."""
     if isinstance(old, dict) and isinstance(new, dict):
         lines = []
         for key in sorted(set(old) | set(new)):
             lines += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return lines
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+    key = prefix.rstrip(".")
+    return [] if old == new else [(key, f"{key}: {old!r} -> {new!r}")]
 
 
 def load_splits(config: ExperimentConfig) -> Splits:

@@ -10,10 +10,17 @@ The loop runs on `accelerate`: one process, or several under `accelerate launch`
 or gloo over CPU processes). Every rank walks the same seeded global batches and takes its slice,
 so the global batch, and thus the result, does not depend on the number of processes.
 Prompts come from the same `Scorer` used by evaluation, so training and inference cannot drift.
+
+Memory: a process runs its slice of a batch `micro_batch_size` examples at a time and adds up their
+gradients (each micro-batch's mean loss weighted by its share of the slice, so the sum is the gradient
+of one pass over the slice), and `gradient_checkpointing` keeps only each layer's input for backward
+and recomputes the rest. On the 135M model a 380-token example holds ~0.5 GB of activations through
+30 layers without it; with both, `train` fits in ~1.5 GB where one 8-example pass took ~9 GB.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -90,6 +97,8 @@ class TrainConfig:
     learning_rate: float = 1e-3  # the rate of the README runs on the 135M model (TALLRec uses 1e-4 at 7B)
     num_epochs: int = 8  # upper bound; early stopping usually ends sooner
     batch_size: int = 8  # examples per optimizer step (global batch, split across processes)
+    micro_batch_size: int = 2  # examples per forward/backward pass in a process; gradients add up to batch_size
+    gradient_checkpointing: bool = True  # recompute layer activations in backward: ~1/3 more compute, far less memory
     warmup_ratio: float = 0.1  # fraction of steps with linearly rising learning rate
     weight_decay: float = 0.0
     valid_examples: int = 128  # seeded sample of the valid split scored after each epoch (0 = no early stop)
@@ -117,7 +126,7 @@ class TrainConfig:
                     else f"a number in [{low}, {high or 'inf'})"
                 )
                 raise ConfigError(f"{name}={value!r} must be {bounds}")
-        for name in ("shots", "num_epochs", "batch_size", "patience", "score_batch_size"):
+        for name in ("shots", "num_epochs", "batch_size", "micro_batch_size", "patience", "score_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
         if self.valid_examples < 0:
@@ -366,6 +375,9 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
             f"bce training (loss=bce, or the hybrid's wide part) needs single-token answers; template {template.name} "
             f"has {template.choices}; set wide.mode=off and loss=lm"
         )
+    if config.gradient_checkpointing:
+        # Non-reentrant: the inputs need not require grad, and dropout masks are replayed exactly.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = add_lora(model, config)
     parameters = [p for p in model.parameters() if p.requires_grad]
     wide_layer = None
@@ -429,24 +441,39 @@ def run_epoch(run: Run, order_rng: random.Random) -> float:
     for start in range(0, len(order), config.batch_size):
         global_batch = order[start : start + config.batch_size]
         mine = global_batch[accelerator.process_index :: accelerator.num_processes] or global_batch[:1]
-        loss = batch_loss(
-            run.model,
-            run.scorer,
-            [run.sequences[i] for i in mine],
-            [run.shots[i]["label"] for i in mine],
-            run.loss,
-            run.offsets(run.shot_features, mine),
-        )
-        accelerator.backward(loss)
+        losses.append(accumulate_gradients(run, mine))
         if run.wide_layer is not None and accelerator.num_processes > 1:  # outside the DDP model: sync by hand
             for parameter in run.wide_layer.parameters():
                 parameter.grad = accelerator.reduce(parameter.grad, "mean")
         run.optimizer.step()
         run.scheduler.step()
         run.optimizer.zero_grad()
-        losses.append(loss.item())
     # Each rank saw its own slice; report the loss over the whole global batch.
     return float(accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean"))
+
+
+def accumulate_gradients(run: Run, mine: list[int]) -> float:
+    """Forward and backward over the shots `mine` in micro-batches; returns their mean loss.
+
+    A micro-batch's mean loss is weighted by its share of `mine`, so the gradients add up to those of
+    one pass over `mine` (up to float rounding). DDP averages across processes once, on the last one.
+    """
+    size, total = run.config.micro_batch_size, 0.0
+    chunks = [mine[start : start + size] for start in range(0, len(mine), size)]
+    for number, chunk in enumerate(chunks):
+        last = number == len(chunks) - 1
+        with contextlib.nullcontext() if last else run.accelerator.no_sync(run.model):
+            loss = batch_loss(
+                run.model,
+                run.scorer,
+                [run.sequences[i] for i in chunk],
+                [run.shots[i]["label"] for i in chunk],
+                run.loss,
+                run.offsets(run.shot_features, chunk),
+            ) * (len(chunk) / len(mine))
+            run.accelerator.backward(loss)
+        total += loss.item()
+    return total
 
 
 def write_run_record(run: Run, result: TrainResult, directory: Path, data_record: dict, wide: WidePart | None) -> None:
