@@ -42,6 +42,8 @@ SHAPES = {  # random-weight shapes: speed does not depend on the weights
                      num_key_value_heads=32),
     "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                      num_key_value_heads=8),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=4),  # checks the script's path on CPU in seconds
 }  # fmt: skip
 
 
@@ -80,17 +82,31 @@ class PeakMemory:
             self._thread.join()
 
 
-def load(args):
+def load(args, tmp: Path):
     if args.shape:
         from transformers import AutoModelForCausalLM, LlamaConfig
 
         tokenizer = load_tokenizer(ModelConfig())
         config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=4096, **SHAPES[args.shape])
         dtype = getattr(torch, args.dtype if args.dtype != "auto" else "bfloat16")
+        if args.quantization != "none":
+            # Random weights saved once, then loaded through promptrec's own quantized path (bitsandbytes).
+            with torch.device("cpu"):
+                AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(tmp / "random")
+            tokenizer.save_pretrained(tmp / "random")
+            return load_model(ModelConfig(str(tmp / "random"), args.dtype, args.device, args.quantization))
         with torch.device(args.device if args.device != "auto" else "cpu"):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
         return model, tokenizer
     return load_model(ModelConfig(args.model, args.dtype, args.device, args.quantization))
+
+
+def parameter_count(model) -> int:
+    """Parameters as the unquantized model has them (a 4-bit layer packs two per stored byte)."""
+    total = 0
+    for parameter in model.parameters():
+        total += parameter.numel() * (2 if parameter.dtype == torch.uint8 else 1)
+    return total
 
 
 def build_groups(args, tokenizer) -> tuple[list[list[list[int]]], int, list[list[dict]]]:
@@ -173,9 +189,15 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quantization", default="none")
+    parser.add_argument("--peak-tflops", type=float, help="the device's dense peak (H100/H200 bf16: 989) for the roof")
     args = parser.parse_args()
 
-    model, tokenizer = load(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args, Path(tmp))
+
+
+def run(args, tmp: Path) -> None:
+    model, tokenizer = load(args, tmp)
     device = str(next(model.parameters()).device)
     groups, answers, examples = build_groups(args, tokenizer)
     pad, num = tokenizer.pad_token_id, sum(len(g) for g in groups)
@@ -195,6 +217,7 @@ def main() -> None:
     processed = sum(p + sum(len(s) - p for s in g) for g, p in zip(groups, prefix_tokens))
     ceiling = forward_throughput(model, int(np.mean(lengths)), args.batch_size)
     overhead = wide_overhead(model, tokenizer, args, examples)
+    flops_per_token = 2 * parameter_count(model)  # forward pass, attention's quadratic term left out
     result = {
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "model": args.shape or args.model,
@@ -213,6 +236,9 @@ def main() -> None:
         "cached_peak_mib": cached_mib,
         "cached_tokens_per_s": processed / cached_s,
         "forward_tokens_per_s": ceiling,
+        "cached_tflops": processed / cached_s * flops_per_token / 1e12,
+        "forward_tflops": ceiling * flops_per_token / 1e12,
+        "peak_tflops": args.peak_tflops,
         **overhead,
     }
     print(
@@ -232,6 +258,10 @@ def main() -> None:
         f"hybrid (shared prefix + wide part): {overhead['wide_overhead']:+.2%} time vs the same path without it "
         f"({overhead['wide_logits_us_per_candidate']:.0f} us per candidate for the wide logit itself)"
     )
+    if args.peak_tflops:
+        share = result["cached_tflops"] / args.peak_tflops
+        print(f"FLOP roof: cached path {result['cached_tflops']:.1f} TFLOP/s, plain forward "
+              f"{result['forward_tflops']:.1f}, of {args.peak_tflops:.0f} peak ({share:.0%})")  # fmt: skip
     print(json.dumps(result, sort_keys=True))
 
 
