@@ -212,3 +212,20 @@ def test_the_scorer_encodes_through_the_guard(name, fields, tiny_tokenizer, host
     specials = special_ids(tiny_tokenizer)
     scored = [i for i in Scorer(None, tiny_tokenizer, template).encode(example) if i in specials]
     assert scored == special_sequence(tiny_tokenizer, template, plain_words(base_example()))
+
+
+def test_a_special_token_added_after_first_use_is_guarded_too(tiny_model_dir, hostile_templates):
+    """The guard's per-tokenizer facts are cached; naming a new special token must refresh them."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)  # a fresh one: the session's stays as it is
+    template = hostile_templates["joins"]
+    example = plain_words(base_example())
+    example["item"]["genres"] = ["[TO", "OL]"]
+    before = encode_prompt(tokenizer, template.render_prompt(example, tokenizer), chat=False)  # facts cached
+    tokenizer.add_special_tokens({"additional_special_tokens": ["[TOOL]"]})
+    tool = tokenizer.convert_tokens_to_ids("[TOOL]")
+    prompt = template.render_prompt(example, tokenizer)
+    assert tool in tokenizer(prompt.text).input_ids, "the joined data must spell the new token, or this proves nothing"
+    ids = encode_prompt(tokenizer, prompt, chat=False)
+    assert tool not in ids and tool not in before
