@@ -133,6 +133,15 @@ class TrainConfig:
             raise ConfigError(f"valid_examples={self.valid_examples} must be >= 0 (0 turns early stopping off)")
 
 
+def enable_checkpointing(model) -> None:
+    """Recompute layer activations in backward (transformers 5 names it activation checkpointing)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers 4
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def add_lora(model, config: TrainConfig):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -377,7 +386,7 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
         )
     if config.gradient_checkpointing:
         # Non-reentrant: the inputs need not require grad, and dropout masks are replayed exactly.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     model = add_lora(model, config)
     parameters = [p for p in model.parameters() if p.requires_grad]
     wide_layer = None
