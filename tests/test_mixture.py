@@ -212,3 +212,16 @@ def test_cli_trains_a_mixture_and_evaluates_it_with_each_template(tiny_model_dir
     for template in ("movie_rich", "movie_next"):
         assert main([*evaluate_argv, "--template", template, "--out", str(tmp_path / template)]) == 0
         assert json.loads((tmp_path / template / "config.json").read_text())["template"]["name"] == template
+
+
+def test_cli_task_of_one_trains_the_data_template_adapter(tiny_model_dir, prepared_dir, tmp_path):
+    """`--task DATA:TEMPLATE` and `--data DATA --template TEMPLATE` train the same bytes through the CLI."""
+    common = ["--shots", "4", "--batch-size", "2", "--model", str(tiny_model_dir), "--set", "num_epochs=1"]
+    common += ["--set", "valid_examples=0"]
+    single = ["train", "--data", str(prepared_dir), "--template", "movie_rich"]
+    assert main([*single, *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["train", "--task", f"{prepared_dir}:movie_rich", *common, "--out", str(tmp_path / "b")]) == 0
+    for name in ("adapter_model.safetensors", "wide.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    records = [json.loads((tmp_path / d / RUN_RECORD).read_text()) for d in ("a", "b")]
+    assert records[0]["tasks"] == records[1]["tasks"] and records[1]["template"]["name"] == "movie_rich"

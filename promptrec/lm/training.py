@@ -6,6 +6,9 @@ says how: `residual` fits the wide part first by logistic regression on the shot
 with its logit as a fixed offset (the LLM learns the residual); `joint` starts from the same fit and
 trains both together; `off` gives the pure LLM back. The wide part is saved beside the adapter.
 
+A mixture (`tasks`, `protocols.mixture`) trains one adapter on several datasets, each with its template:
+the shots of all tasks go through the same loop; a mixture of one task is the single-task run.
+
 The loop runs on `accelerate`: one process, or several under `accelerate launch` (DDP over GPUs,
 or gloo over CPU processes). Every rank walks the same seeded global batches and takes its slice,
 so the global batch, and thus the result, does not depend on the number of processes.
