@@ -327,6 +327,15 @@ def train_argv(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
             "--set", "valid_examples=0", "--batch-size", "2", "--out", str(out), *extra]  # fmt: skip
 
 
+def mixture_argv(model: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--shots", "4", "--model", str(model), "--set", "num_epochs=1", "--set", "valid_examples=0",
+            "--batch-size", "2", "--out", str(out), *extra]  # fmt: skip
+
+
+def two_tasks(data: Path, first: str = "movie_rich", second: str = "movie_next") -> list[str]:
+    return ["--task", f"{data}:{first}", "--task", f"{data}:{second}"]
+
+
 def ranked_argv(root: Path, data: Path, *extra: str) -> list[str]:
     return ["evaluate", "--ranked", str(root / "x.jsonl"), "--data", str(data), *extra, "--out", str(root / "res")]
 
@@ -336,6 +345,8 @@ def evaluate_argv(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
 
 
 RUN_RECORD_OTHER = json.dumps({"model": {"model": "other-model"}, "template": {"name": "tallrec_plain"}})
+RUN_RECORD_TWO_TASKS = json.dumps({"template": None, "tasks": [{"template": {"name": "movie_rich"}},
+                                                               {"template": {"name": "movie_next"}}]})  # fmt: skip
 RUN_CASES = [  # (id, build(root, data, model) -> argv, expected fragment)
     ("lora_rank_zero", lambda r, d, m: train_argv(d, m, r / "a", "--set", "lora.r=0"), "lora.r=0 must be a positive"),
     ("lora_dropout_two", lambda r, d, m: train_argv(d, m, r / "a", "--set", "lora.lora_dropout=2"),
@@ -407,6 +418,31 @@ RUN_CASES = [  # (id, build(root, data, model) -> argv, expected fragment)
     ("boolean_not_a_boolean", lambda r, d, m: train_argv(d, m, r / "a", "--set", "balanced=maybe"), "balanced"),
     ("train_missing_valid_file", lambda r, d, m: train_argv(d, m, r / "a", "--valid", str(r / "valid.jsonl")),
      "no such file or directory"),
+    ("mixture_unknown_template", lambda r, d, m: mixture_argv(m, r / "a", *two_tasks(d, second="movie_rick")),
+     "unknown template 'movie_rick'"),
+    ("mixture_missing_data",
+     lambda r, d, m: mixture_argv(m, r / "a", "--task", f"{r / 'nowhere'}:movie_rich", "--task", f"{d}:movie_next"),
+     "no such file or directory"),
+    ("mixture_weight_zero", lambda r, d, m: mixture_argv(m, r / "a", "--task", f"{d}:movie_rich:0"),
+     "weight=0.0; give a positive number"),
+    ("mixture_weight_negative", lambda r, d, m: mixture_argv(m, r / "a", *two_tasks(d), "--task", f"{d}:movie_rich:-1"),
+     "weight=-1.0"),
+    ("mixture_answers_differ", lambda r, d, m: mixture_argv(m, r / "a", *two_tasks(d, second="tallrec_plain")),
+     "one pair of answers"),
+    ("mixture_with_hybrid", lambda r, d, m: mixture_argv(m, r / "a", *two_tasks(d), "--set", "wide.mode=joint"),
+     "wide.mode=joint needs one task"),
+    ("mixture_with_data", lambda r, d, m: train_argv(d, m, r / "a", *two_tasks(d)), "drop --data"),
+    ("mixture_with_template", lambda r, d, m: mixture_argv(m, r / "a", *two_tasks(d), "--template", "movie_rich"),
+     "unused with `tasks`"),
+    ("mixture_bad_task_flag", lambda r, d, m: mixture_argv(m, r / "a", "--task", "movie_rich"),
+     "is not DATA:TEMPLATE[:WEIGHT]"),
+    ("mixture_too_few_shots", lambda r, d, m: mixture_argv(m, r / "a", *two_tasks(d), "--shots", "1"),
+     "gets 0 of the 1 shots"),
+    ("train_without_data", lambda r, d, m: mixture_argv(m, r / "a"), "pass --data (one task) or --task"),
+    ("evaluate_multitask_adapter_without_template",
+     lambda r, d, m: evaluate_argv(d, m, r / "res", "--adapter",
+                                   str(stub_adapter(r, "mt", {"promptrec_run.json": RUN_RECORD_TWO_TASKS}))),
+     "pass --template with the one to score"),
     ("experiment_missing_config", lambda r, d, m: ["experiment", "--config", str(r / "grid.yaml")], "grid.yaml"),
     ("render_index_out_of_range",
      lambda r, d, m: ["prompts", "render", "tallrec_plain", "--data", str(d), "--index", "999", "--model", str(m)],

@@ -85,9 +85,9 @@ def model_config(args):
     return resolve(ModelConfig, flags=model_flags(args)["model"])
 
 
-def add_data_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
+def add_data_flags(parser: argparse.ArgumentParser, data_help: str, required: bool = True) -> None:
     """--data, and --columns for a user's own `datasets` data (protocols.external)."""
-    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--data", required=required, help=data_help)
     parser.add_argument(
         "--columns",
         metavar="NAME=COLUMN,...",

@@ -69,7 +69,16 @@ class Adapter:
 
     @property
     def template_name(self) -> str | None:
-        return self.record.get("template", {}).get("name")
+        """The one template it was trained with (None for a mixture of several tasks, or no record)."""
+        return (self.record.get("template") or {}).get("name")
+
+    @property
+    def template_names(self) -> tuple[str, ...]:
+        """The templates of every task it was trained on (a mixture lists several), in task order."""
+        tasks = self.record.get("tasks") or []
+        names = [(task.get("template") or {}).get("name") for task in tasks if isinstance(task, dict)]
+        names = [name for name in names if name] or [self.template_name]
+        return tuple(name for name in names if name)
 
     @property
     def wide(self) -> WidePart | None:
@@ -139,7 +148,8 @@ def open_adapters(paths) -> list[Adapter | None]:
 def template_name_for(template: str | None, adapter: Adapter | list[Adapter | None] | None, default: str) -> str:
     """The template to render with: the one asked for, else the adapters' own, else `default`.
 
-    The adapters of an ensemble must agree on their template (or the caller names one).
+    The adapters of an ensemble must agree on their template (or the caller names one); an adapter
+    trained on a mixture of several tasks needs the caller to name one (any of them, or another).
     """
     adapters = adapter if isinstance(adapter, list) else [adapter]
     trained = sorted({a.template_name for a in adapters if a is not None and a.template_name})
@@ -150,6 +160,13 @@ def template_name_for(template: str | None, adapter: Adapter | list[Adapter | No
         raise ConfigError(
             f"adapter {foreign.path} has no {RUN_RECORD}: it is not a finished `promptrec train` run (a foreign "
             "PEFT adapter, or a run that was stopped); pass --template to say which template it was trained with"
+        )
+    mixture = next((a for a in adapters if a is not None and len(a.template_names) > 1), None)
+    if mixture is not None:
+        names = mixture.template_names
+        raise ConfigError(
+            f"adapter {mixture.path} was trained on {len(names)} tasks (templates {', '.join(names)}); "
+            f"pass --template with the one to score, e.g. --template {names[0]}"
         )
     if len(trained) > 1:
         raise ConfigError(f"the adapters were trained with different templates ({', '.join(trained)}); pass --template")

@@ -6,6 +6,9 @@ says how: `residual` fits the wide part first by logistic regression on the shot
 with its logit as a fixed offset (the LLM learns the residual); `joint` starts from the same fit and
 trains both together; `off` gives the pure LLM back. The wide part is saved beside the adapter.
 
+A mixture (`tasks`, `protocols.mixture`) trains one adapter on several datasets, each with its template:
+the shots of all tasks go through the same loop; a mixture of one task is the single-task run.
+
 The loop runs on `accelerate`: one process, or several under `accelerate launch` (DDP over GPUs,
 or gloo over CPU processes). Every rank walks the same seeded global batches and takes its slice,
 so the global batch, and thus the result, does not depend on the number of processes.
@@ -44,8 +47,7 @@ from promptrec.lm.distributed import make_accelerator
 from promptrec.lm.loading import load_model
 from promptrec.lm.scoring import Scorer, answer_log_odds, model_device, next_token_log_probs, pad_batch, score_sequences
 from promptrec.protocols.features import available_features, check_feature_names
-from promptrec.protocols.shots import sample_shots
-from promptrec.templates.template import load_template
+from promptrec.protocols.mixture import TaskDraw, TaskPools, TaskSpec, draw_tasks, shot_counts
 
 torch = LazyModule("torch")
 tensorboard = LazyModule("torch.utils.tensorboard")  # only with tensorboard installed (checked at plan time)
@@ -107,6 +109,7 @@ class TrainConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     wide: WideSettings = field(default_factory=WideSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: tuple[TaskSpec, ...] = ()  # a mixture (protocols.mixture): () = one task, `template` on the run's data
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -131,6 +134,23 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
         if self.valid_examples < 0:
             raise ConfigError(f"valid_examples={self.valid_examples} must be >= 0 (0 turns early stopping off)")
+        check_mixture(self)
+
+
+def check_mixture(config: TrainConfig) -> None:
+    """A mixture names its templates per task, and trains the pure LLM when it has several tasks."""
+    if not config.tasks:
+        return
+    if config.template != TrainConfig.template:
+        raise ConfigError(
+            f"template={config.template} is unused with `tasks`: each task names its template; drop template"
+        )
+    if len(config.tasks) > 1 and config.wide.mode in ("residual", "joint"):
+        raise ConfigError(
+            f"wide.mode={config.wide.mode} needs one task: the wide part is fitted on one task's features, and "
+            f"these are {len(config.tasks)} tasks; set wide.mode=off (auto is off for a mixture)"
+        )
+    shot_counts(config.tasks, config.shots)
 
 
 def enable_checkpointing(model) -> None:
@@ -195,8 +215,14 @@ def batch_loss(
     return out.loss
 
 
-def validation_auc(accelerator, model, scorer: Scorer, sequences, labels, batch_size: int, offsets=None) -> float:
-    """Each rank scores its slice; the gathered scores (plus wide `offsets`) give every rank the same AUC."""
+def validation_auc(
+    accelerator, model, scorer: Scorer, sequences, labels, batch_size: int, offsets=None, groups=None
+) -> float:
+    """Each rank scores its slice; the gathered scores (plus wide `offsets`) give every rank the same AUC.
+
+    With `groups` (a task index per example, several tasks) it is the mean of the tasks' AUCs: the tasks'
+    scores need not be on one scale.
+    """
     from accelerate.utils import gather_object
     from sklearn.metrics import roc_auc_score
 
@@ -217,6 +243,9 @@ def validation_auc(accelerator, model, scorer: Scorer, sequences, labels, batch_
         scores[index] = value
     if offsets is not None:
         scores = scores + offsets
+    if groups is not None and len(set(groups)) > 1:
+        members = [[i for i, g in enumerate(groups) if g == task] for task in sorted(set(groups))]
+        return float(np.mean([roc_auc_score([labels[i] for i in m], scores[m]) for m in members]))
     if len(set(labels)) < 2:
         return float("nan")
     return float(roc_auc_score(labels, scores))
@@ -253,6 +282,8 @@ class Run:
     wide_layer: object = None  # joint mode: a torch Linear trained with the LoRA, initialised from `wide`
     shot_features: np.ndarray | None = None  # (shots, features) standardized
     valid_features: np.ndarray | None = None  # (valid, features) standardized
+    draws: list[TaskDraw] = field(default_factory=list)  # per task: template, shots, valid (shots in task order)
+    valid_tasks: list[int] = field(default_factory=list)  # task index of each valid example
 
     def current_wide(self) -> WidePart | None:
         """The wide part as it stands (joint mode: with the layer's current weights)."""
@@ -285,11 +316,29 @@ def train(
 
     `on_epoch(entry)`, if given, is called on the main process after each epoch with its history
     entry (epoch, train_loss, valid_auc): the hook for progress lines and TensorBoard curves.
+    One task (`config.template`); a mixture (`config.tasks`) goes through `train_tasks`.
     """
+    if config.tasks:
+        raise ConfigError("config.tasks names a mixture; call train_tasks with one TaskPools per task")
+    data_record = data_record or {}
+    spec = TaskSpec(data=str(data_record.get("path") or "(examples)"), template=config.template)
+    return train_tasks(config, [TaskPools(spec, train_pool, valid_pool, data_record)], out_dir, progress, on_epoch)
+
+
+def train_tasks(
+    config: TrainConfig,
+    tasks: list[TaskPools],
+    out_dir: str | Path,
+    progress: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """`train` on a mixture: `tasks` in the order of `config.tasks` (or one task when that is empty)."""
+    if config.tasks and [task.spec for task in tasks] != list(config.tasks):
+        raise ConfigError("train_tasks needs one TaskPools per entry of config.tasks, in their order")
     start = time.perf_counter()
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
-    run = prepare_run(config, train_pool, valid_pool)
+    run = prepare_run(config, tasks)
     # Everything is written into a sibling and moved into place last: a killed run never leaves a
     # directory that looks like a finished adapter.
     work_dir = out_dir.with_name(out_dir.name + ".partial")
@@ -304,7 +353,7 @@ def train(
             wide = run.current_wide()
             entry["valid_auc"] = validation_auc(
                 run.accelerator, run.model, run.scorer, run.valid_sequences, run.valid_labels, config.score_batch_size,
-                None if wide is None else run.valid_features @ wide.weight + wide.bias,
+                None if wide is None else run.valid_features @ wide.weight + wide.bias, run.valid_tasks,
             )  # fmt: skip
         history.append(entry)
         if on_epoch is not None and run.accelerator.is_main_process:
@@ -332,7 +381,7 @@ def train(
         run.loss, run.wide.names if run.wide is not None else (),
     )  # fmt: skip
     if result.main_process:
-        write_run_record(run, result, work_dir, data_record or {}, saved_wide)
+        write_run_record(run, result, work_dir, saved_wide)
         replace_dir(work_dir, out_dir)
     run.accelerator.wait_for_everyone()
     return result
@@ -357,18 +406,13 @@ def replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[dict]) -> Run:
-    """Check the request, draw shots, load the model with LoRA, tokenize, build the optimizer."""
+def prepare_run(config: TrainConfig, tasks: list[TaskPools]) -> Run:
+    """Check the request, draw shots (per task), load the model with LoRA, tokenize, build the optimizer."""
     from transformers import get_linear_schedule_with_warmup, set_seed
 
-    template = load_template(config.template)
-    shots = sample_shots(train_pool, config.shots, config.seed, config.balanced)
-    valid = random.Random(config.seed).sample(valid_pool, min(config.valid_examples, len(valid_pool)))
-    if valid and len({ex["label"] for ex in valid}) < 2:
-        raise ConfigError(
-            f"the {len(valid)} validation examples all have label {valid[0]['label']}, so AUC is "
-            "undefined; raise valid_examples, pass a larger --valid, or set valid_examples=0"
-        )
+    draws = draw_tasks(tasks, config.shots, config.valid_examples, config.seed, config.balanced)
+    shots = [ex for draw in draws for ex in draw.shots]
+    valid = [ex for draw in draws for ex in draw.valid]
     accelerator = make_accelerator()
     if config.batch_size % accelerator.num_processes:
         raise ConfigError(
@@ -376,7 +420,10 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
         )
     set_seed(config.seed)
     model, tokenizer = load_model(config.model, trainable=True)
-    scorer = Scorer(model, tokenizer, template, score_batch_size=config.score_batch_size)
+    # One scorer per task template; they share their answers (protocols.mixture), so the first one
+    # computes every task's loss once the prompts are tokenized.
+    scorers = [Scorer(model, tokenizer, d.template, score_batch_size=config.score_batch_size) for d in draws]
+    scorer, template = scorers[0], draws[0].template
     wide = fit_shots_wide(config, shots)
     loss = "bce" if wide is not None else ("lm" if config.loss == "auto" else config.loss)
     if loss == "bce" and not scorer.answers.single_token:
@@ -408,14 +455,16 @@ def prepare_run(config: TrainConfig, train_pool: list[dict], valid_pool: list[di
         scheduler,
         scorer,
         shots,
-        [scorer.encode(ex) for ex in shots],
-        [scorer.encode(ex) for ex in valid],
+        [scorers[t].encode(ex) for t, draw in enumerate(draws) for ex in draw.shots],
+        [scorers[t].encode(ex) for t, draw in enumerate(draws) for ex in draw.valid],
         [int(ex["label"]) for ex in valid],
         loss,
         wide,
         wide_layer,
         None if wide is None else wide.standardized(shots),
         None if wide is None else wide.standardized(valid),
+        draws,
+        [t for t, draw in enumerate(draws) for _ in draw.valid],
     )
 
 
@@ -423,7 +472,7 @@ def wide_mode(config: TrainConfig) -> str:
     """The wide mode in effect: auto means DEFAULT_HYBRID, except with the LM loss (the pure LLM)."""
     if config.wide.mode != "auto":
         return config.wide.mode
-    return "off" if config.loss == "lm" else DEFAULT_HYBRID
+    return "off" if config.loss == "lm" or len(config.tasks) > 1 else DEFAULT_HYBRID
 
 
 def fit_shots_wide(config: TrainConfig, shots: list[dict]) -> WidePart | None:
@@ -485,16 +534,22 @@ def accumulate_gradients(run: Run, mine: list[int]) -> float:
     return total
 
 
-def write_run_record(run: Run, result: TrainResult, directory: Path, data_record: dict, wide: WidePart | None) -> None:
-    """Written last: an adapter directory without it is not a finished promptrec run."""
+def write_run_record(run: Run, result: TrainResult, directory: Path, wide: WidePart | None) -> None:
+    """Written last: an adapter directory without it is not a finished promptrec run.
+
+    `tasks` lists every task (one for a single-task run); `template` and `data` name the one task,
+    and are None for a mixture of several (`--template` then picks among the tasks' templates).
+    """
+    single = len(run.draws) == 1
     write_json(
         directory / RUN_RECORD,
         {
             "kind": "train",
             "config": to_dict(run.config),
             "model": to_dict(run.config.model),
-            "template": template_record(run.scorer.template),
-            "data": data_record,
+            "template": template_record(run.scorer.template) if single else None,
+            "data": run.draws[0].data_record if single else None,
+            "tasks": [task_record(draw) for draw in run.draws],
             "shot_ids": [ex.get("example_id") for ex in run.shots],
             "shot_positive_rate": float(np.mean([ex["label"] for ex in run.shots])),
             "loss": run.loss,
@@ -507,6 +562,19 @@ def write_run_record(run: Run, result: TrainResult, directory: Path, data_record
             **provenance(),
         },
     )
+
+
+def task_record(draw: TaskDraw) -> dict:
+    """One task of the run record: its data checksum, template, weight and shots."""
+    return {
+        "data": draw.data_record,
+        "template": template_record(draw.template),
+        "weight": draw.spec.weight,
+        "shots": len(draw.shots),
+        "shot_ids": [ex.get("example_id") for ex in draw.shots],
+        "shot_positive_rate": float(np.mean([ex["label"] for ex in draw.shots])),
+        "valid_examples": len(draw.valid),
+    }
 
 
 def tensorboard_writer_at(log_dir: Path):
