@@ -53,6 +53,7 @@ def train_tokens_per_s(model, tokenizer, template, sequences, labels, checkpoint
         model.gradient_checkpointing_disable()
     scorer = Scorer(model, tokenizer, template)
     model.train()
+    batch_loss(model, scorer, sequences[:2], labels[:2], "bce").backward()  # warm-up (autograd, allocator)
     start = time.perf_counter()
     for i in range(0, len(sequences), 2):  # micro-batches of 2, as `train` runs them
         batch_loss(model, scorer, sequences[i : i + 2], labels[i : i + 2], "bce").backward()
