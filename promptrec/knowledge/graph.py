@@ -96,7 +96,7 @@ class KnowledgeGraph:
         own: dict[str, set[int]] = {}  # item -> entities of its own facts
         keys: dict[str, set[int]] = {}  # item -> entities it can link through
         for head, relation, tail, tail_item in self.facts:
-            identity = (relation, "item", tail_item) if tail_item else (relation, "name", _fold(tail))
+            identity = (relation, "item", tail_item) if tail_item else (relation, "name", fold_name(tail))
             entity = ids.setdefault(identity, len(ids))
             if entity == len(self.entities):
                 self.entities.append((relation, tail))
@@ -152,7 +152,7 @@ def build_graph(loaded: Iterable[tuple[list[Fact], LoadReport]], item_ids=None):
     return KnowledgeGraph(facts), reports
 
 
-def _fold(name: str) -> str:
+def fold_name(name: str) -> str:
     decomposed = unicodedata.normalize("NFKD", name)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
