@@ -17,11 +17,13 @@ from promptrec.knowledge.embeddings import (
     RECORD_FILE,
     EmbeddingConfig,
     Embeddings,
+    annotate_similarities,
     cached_embeddings,
     kg_similarities,
     liked_triples,
     train_embeddings,
 )
+from promptrec.protocols.features import feature_row
 from promptrec.protocols.next_item import load_catalog
 from promptrec.protocols.splits import load_split
 
@@ -151,3 +153,13 @@ def test_kg_similarities_and_none_where_absent(history, liked, disliked):
 def test_unknown_candidate_has_no_similarity():
     example = {"item_id": "99", "history": [{"item_id": "1", "liked": True}]}
     assert kg_similarities(example, toy_embeddings()) == {"liked": None, "disliked": None}
+
+
+def test_features_read_the_annotated_similarities_and_none_otherwise():
+    names = ["kg_liked_similarity", "kg_disliked_similarity"]
+    example = {"item_id": "1", "history": [{"item_id": "2", "liked": True}]}
+    assert feature_row(example, names) == [None, None]  # not annotated
+    (annotated,) = annotate_similarities([example], toy_embeddings())
+    liked, disliked = feature_row(annotated, names)
+    assert liked == pytest.approx(0.995, abs=1e-3) and disliked is None
+    assert "kg_similarity" not in example  # a copy is annotated

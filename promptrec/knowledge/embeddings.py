@@ -216,3 +216,8 @@ def kg_similarities(example: Mapping, embeddings: Embeddings) -> dict:
     disliked = embeddings.profile(h["item_id"] for h in history if not h.get("liked"))
     item_id = example.get("item_id")
     return {"liked": embeddings.similarity(item_id, liked), "disliked": embeddings.similarity(item_id, disliked)}
+
+
+def annotate_similarities(examples: Iterable[Mapping], embeddings: Embeddings) -> list[dict]:
+    """Copies of `examples` with `kg_similarity` (see `kg_similarities`), read by the hybrid's KG features."""
+    return [{**example, "kg_similarity": kg_similarities(example, embeddings)} for example in examples]
