@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from promptrec.baselines.retrievers import Retriever, build_candidates
 from promptrec.cli.main import main
 from promptrec.core.errors import ConfigError
 from promptrec.knowledge import embeddings as kge
@@ -23,6 +24,7 @@ from promptrec.knowledge.embeddings import (
     liked_triples,
     train_embeddings,
 )
+from promptrec.protocols.candidates import CandidateConfig
 from promptrec.protocols.features import feature_row
 from promptrec.protocols.next_item import load_catalog
 from promptrec.protocols.splits import load_split
@@ -163,3 +165,36 @@ def test_features_read_the_annotated_similarities_and_none_otherwise():
     liked, disliked = feature_row(annotated, names)
     assert liked == pytest.approx(0.995, abs=1e-3) and disliked is None
     assert "kg_similarity" not in example  # a copy is annotated
+
+
+# ---------------------------------------------------------------- the kg retriever
+
+
+def test_kg_retriever_ranks_by_similarity_to_liked_items_and_skips_seen_ones():
+    interactions = [
+        {"user_id": "u", "item_id": "2", "rating": 5},  # liked: the profile
+        {"user_id": "u", "item_id": "3", "rating": 1},  # seen, not liked
+        {"user_id": "v", "item_id": "3", "rating": 5},
+    ]
+    labels = ["item:1", "item:2", "item:3", "item:4", "item:5"]
+    vectors = np.array([[1, 0.2], [1, 0.1], [0, 1], [-1, 0], [0.5, 0.5]], dtype=np.float32)
+    retriever = Retriever(interactions, ["1", "2", "3", "4", "5"], "kg", Embeddings(labels, vectors))
+    assert retriever.top("u", 3) == ["1", "5", "4"]  # closest to item 2 first; 2 and 3 are u's own
+    assert retriever.top("new-user", 2) == ["3", "2"]  # no history: popularity
+
+
+def test_kg_candidates_have_the_requested_shape_and_no_fit_items(next_prepared, tmp_path):
+    pytest.importorskip("pykeen")
+    import shutil
+
+    data = tmp_path / "next"
+    shutil.copytree(next_prepared, data)
+    catalog = load_catalog(data)
+    rows, record = build_candidates(catalog, "test", CandidateConfig("kg", num=3, seed=0))
+    assert record["retriever"] == "kg" and record["num_users"] == len(rows) > 0
+    fit = catalog.fit_interactions("test")
+    for row in rows:
+        seen = {x["item_id"] for x in fit if x["user_id"] == row["user_id"]}
+        assert len(row["candidates"]) == min(3, len(catalog.items) - len(seen)) == len(set(row["candidates"]))
+        assert not seen & set(row["candidates"])
+    assert (data / EMBEDDINGS_DIR / RECORD_FILE).is_file()
