@@ -24,9 +24,11 @@ from promptrec.knowledge.embeddings import (
     liked_triples,
     train_embeddings,
 )
+from promptrec.knowledge.graph import Budget, KnowledgeGraph, enrich, select_facts
+from promptrec.knowledge.sources import Fact
 from promptrec.protocols.candidates import CandidateConfig
 from promptrec.protocols.features import feature_row
-from promptrec.protocols.next_item import load_catalog
+from promptrec.protocols.next_item import CandidateExamples, load_catalog
 from promptrec.protocols.splits import load_split
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -198,3 +200,106 @@ def test_kg_candidates_have_the_requested_shape_and_no_fit_items(next_prepared, 
         assert len(row["candidates"]) == min(3, len(catalog.items) - len(seen)) == len(set(row["candidates"]))
         assert not seen & set(row["candidates"])
     assert (data / EMBEDDINGS_DIR / RECORD_FILE).is_file()
+
+
+# ---------------------------------------------------------------- fact selection by relevance
+
+ANY_SHARE = {"max_link_share": 1.0}  # tiny graphs: every entity is held by a large share of items
+
+
+def relevance_graph() -> tuple[KnowledgeGraph, Embeddings]:
+    """Candidate c shares director D with h1 and actor A with h2 (A rarer); actors A, B, E of c.
+
+    In embedding space h2 and actor B sit near the x axis, h1, D and E near the y axis.
+    """
+    facts = [Fact("c", "director", "D"), Fact("h1", "director", "D"), Fact("x1", "director", "D")]
+    facts += [Fact("c", "actor", "A"), Fact("h2", "actor", "A"), Fact("c", "actor", "B"), Fact("c", "actor", "E")]
+    facts += [Fact("x2", "actor", "B"), Fact("x3", "actor", "B"), Fact("x4", "actor", "E")]
+    labels = ["item:h1", "item:h2", "director:d", "actor:a", "actor:b", "actor:e"]
+    vectors = [[0, 1], [1, 0], [0.1, 1], [0.7, 0.7], [1, 0.1], [0.2, 1]]
+    return KnowledgeGraph(facts), Embeddings(labels, np.array(vectors, dtype=np.float32))
+
+
+def pasts(*entries):
+    return [{"item_id": i, "title": f"Movie {i}", "liked": liked, "timestamp": t} for i, liked, t in entries]
+
+
+def test_embedding_ranking_prefers_what_is_close_to_the_liked_history():
+    graph, embeddings = relevance_graph()
+    history = pasts(("h1", True, 1), ("h2", False, 2))  # liked h1 (y axis), disliked h2
+    by_rarity = select_facts(graph, "c", history, Budget(max_facts=1, max_links=1, **ANY_SHARE))
+    by_embedding = select_facts(
+        graph, "c", history, Budget(max_facts=1, max_links=1, rank_by="embedding", **ANY_SHARE), embeddings
+    )
+    assert by_rarity["links"][0]["entity"] == "A"  # held by 2 items, D by 3: rarer
+    assert by_embedding["links"][0]["entity"] == "D"  # beside the liked h1
+    assert by_embedding["facts"] == [{"relation": "director", "entity": "D"}]  # closest to h1 of c's facts
+
+
+@pytest.mark.parametrize("max_facts, max_links, max_titles", [(0, 0, 1), (1, 1, 1), (2, 1, 2), (3, 3, 1), (5, 5, 3)])
+def test_embedding_ranking_respects_the_budget(max_facts, max_links, max_titles):
+    graph, embeddings = relevance_graph()
+    history = pasts(("h1", True, 1), ("h2", True, 2), ("x1", False, 3), ("x2", True, 4), ("x3", False, 5))
+    budget = Budget(max_facts, max_links, max_titles, rank_by="embedding", **ANY_SHARE)
+    kg = select_facts(graph, "c", history, budget, embeddings)
+    rarity = select_facts(graph, "c", history, Budget(max_facts, max_links, max_titles, **ANY_SHARE))
+    assert len(kg["facts"]) == len(rarity["facts"]) <= max_facts
+    assert len(kg["links"]) == len(rarity["links"]) <= max_links
+    assert all(len(link["liked"]) <= max_titles and len(link["disliked"]) <= max_titles for link in kg["links"])
+
+
+def test_embedding_ranking_never_uses_an_interaction_after_the_example():
+    graph, embeddings = relevance_graph()
+    budget = Budget(max_facts=1, max_links=2, rank_by="embedding", **ANY_SHARE)
+    # h1 was liked AFTER the example's time (a bad history row): it must neither be linked nor
+    # pull the profile toward the y axis (which would pick fact E and link D first).
+    example = {"item_id": "c", "timestamp": 10, "history": pasts(("h2", True, 5), ("h1", True, 11))}
+    (enriched,) = enrich([example], graph, budget, embeddings)
+    named = [title for link in enriched["kg"]["links"] for title in link["liked"] + link["disliked"]]
+    assert "Movie h1" not in named and [link["entity"] for link in enriched["kg"]["links"]] == ["A"]
+    assert enriched["kg"]["facts"] == [{"relation": "actor", "entity": "B"}]  # closest to h2 (x axis)
+
+
+def test_embedding_ranking_without_embeddings_or_liked_history():
+    graph, embeddings = relevance_graph()
+    budget = Budget(rank_by="embedding", **ANY_SHARE)
+    with pytest.raises(ConfigError, match="needs KG embeddings"):
+        select_facts(graph, "c", pasts(("h1", True, 1)), budget)
+    history = pasts(("h1", False, 1), ("h2", False, 2))  # nothing liked: rarity order, same budget
+    rarity = select_facts(graph, "c", history, Budget(**ANY_SHARE))
+    assert select_facts(graph, "c", history, budget, embeddings) == rarity
+    with pytest.raises(ConfigError, match="rank_by='size'"):
+        Budget(rank_by="size")
+
+
+def test_prepare_with_kg_rank_by_embedding_caches_the_embeddings_and_keeps_the_budget(tmp_path):
+    pytest.importorskip("pykeen")
+    out = prepare(tmp_path / "emb", "--kg-rank-by", "embedding", "--kg-max-links", "1")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["knowledge"]["budget"]["rank_by"] == "embedding"
+    record = json.loads((out / EMBEDDINGS_DIR / RECORD_FILE).read_text())
+    assert record["config"]["interactions"] is False
+    for split in SPLITS:
+        for example in load_split(out, split):
+            assert len(example["kg"]["facts"]) <= 3 and len(example["kg"]["links"]) <= 1
+            history_ids = {str(h["item_id"]) for h in example["history"]}
+            assert all(h["timestamp"] <= example["timestamp"] for h in example["history"])
+            for link in example["kg"]["links"]:
+                titles = {h["title"] for h in example["history"] if str(h["item_id"]) in history_ids}
+                assert set(link["liked"] + link["disliked"]) <= titles
+
+
+def test_kg_rank_by_needs_kg():
+    assert main(["data", "prepare", "movielens", "--source", str(MINI_ML), "--out", "x", "--kg-rank-by", "rarity"]) == 2
+
+
+def test_rank_time_candidates_use_the_cached_embeddings(tmp_path, monkeypatch):
+    pytest.importorskip("pykeen")
+    out = prepare(tmp_path / "next-emb", "--protocol", "next-item", "--kg-rank-by", "embedding")
+    monkeypatch.setattr(kge, "train_embeddings", lambda *a: pytest.fail("the cached embeddings were not reused"))
+    catalog = load_catalog(out)
+    builder = CandidateExamples(catalog)
+    context = next(iter(catalog.contexts("test").values()))
+    for item_id in sorted(catalog.items):
+        kg = builder.build(context, item_id)["kg"]
+        assert len(kg["facts"]) <= 3 and len(kg["links"]) <= 2

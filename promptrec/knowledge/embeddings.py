@@ -28,7 +28,7 @@ import numpy as np
 from promptrec import __version__
 from promptrec.core.errors import ConfigError, DataError
 from promptrec.core.files import atomic_dir, read_jsonl, read_text, write_json
-from promptrec.knowledge.graph import KnowledgeGraph, fold_name, load_graph
+from promptrec.knowledge.graph import KnowledgeGraph, entity_label, item_label, load_graph
 
 EMBEDDINGS_DIR = "kg_embeddings"  # inside the prepared dir
 VECTORS_FILE = "embeddings.safetensors"
@@ -56,10 +56,6 @@ class EmbeddingConfig:
             raise ConfigError(f"kg embedding learning_rate={self.learning_rate!r}; use a positive number, e.g. 0.01")
 
 
-def item_label(item_id) -> str:
-    return f"item:{item_id}"
-
-
 def graph_triples(graph: KnowledgeGraph) -> list[tuple[str, str, str]]:
     """(head, relation, tail) labels of every fact: items are `item:ID`, entities `relation:folded name`.
 
@@ -67,11 +63,6 @@ def graph_triples(graph: KnowledgeGraph) -> list[tuple[str, str, str]]:
     tail (also_buy) is the item's own node.
     """
     return [(item_label(f.head), f.relation, entity_label(f.relation, f.tail, f.tail_item)) for f in graph.facts]
-
-
-def entity_label(relation: str, name: str, tail_item: str | None = None) -> str:
-    """The node of a fact's tail: the item itself for an item tail, else `relation:folded name`."""
-    return item_label(tail_item) if tail_item else f"{relation}:{fold_name(name)}"
 
 
 def liked_triples(prepared_dir) -> list[tuple[str, str, str]]:
@@ -171,13 +162,41 @@ def cached_embeddings(prepared_dir, config: EmbeddingConfig = EmbeddingConfig())
     triples = graph_triples(load_graph(prepared_dir))
     if config.interactions:
         triples += liked_triples(prepared_dir)
-    record = {"config": asdict(config), "triples_sha256": triples_sha256(triples), "num_triples": len(set(triples))}
+    record = cache_record(triples, config)
     cached = load_embeddings(prepared_dir / EMBEDDINGS_DIR, record)
     if cached is not None:
         return cached
     embeddings = train_embeddings(triples, config)
     save_embeddings(prepared_dir / EMBEDDINGS_DIR, embeddings, record)
     return embeddings
+
+
+def cache_record(triples: Sequence[tuple[str, str, str]], config: EmbeddingConfig) -> dict:
+    """What a cache must match to be reused: the config and the triples' checksum."""
+    return {"config": asdict(config), "triples_sha256": triples_sha256(triples), "num_triples": len(set(triples))}
+
+
+class GraphEmbedder:
+    """`attach_knowledge`'s `embed` at prepare time: trains on the graph's facts, then caches in the new dir.
+
+    Facts only (no interactions): the relevance ranking reads each example's own history, so nothing
+    about later interactions can enter its facts.
+    """
+
+    def __init__(self, config: EmbeddingConfig = EmbeddingConfig(interactions=False)):
+        if config.interactions:
+            raise ConfigError("prepare-time KG embeddings use the graph's facts only; set interactions=False")
+        self.config, self.embeddings, self.record = config, None, None
+
+    def __call__(self, graph: KnowledgeGraph) -> Embeddings:
+        triples = graph_triples(graph)
+        self.record = cache_record(triples, self.config)
+        self.embeddings = train_embeddings(triples, self.config)
+        return self.embeddings
+
+    def save(self, prepared_dir) -> None:
+        if self.embeddings is not None:
+            save_embeddings(Path(prepared_dir) / EMBEDDINGS_DIR, self.embeddings, self.record)
 
 
 def save_embeddings(out_dir: Path, embeddings: Embeddings, record: Mapping) -> None:
