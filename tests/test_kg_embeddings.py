@@ -38,10 +38,14 @@ SPLITS = ("train", "valid", "test")
 SMALL = EmbeddingConfig(dim=8, num_epochs=3, batch_size=64)
 
 
-def prepare(out, *extra):
+def prepare_status(out, *extra) -> int:
     argv = ["data", "prepare", "movielens", "--source", str(MINI_ML), "--out", str(out), "--history-len", "3"]
     kg = [f"imdb={KG_DIR / 'auxiliary.txt'}", f"dbpedia={KG_DIR / 'dbpedia'}"]
-    assert main(argv + [arg for spec in kg for arg in ("--kg", spec)] + list(extra)) == 0
+    return main(argv + [arg for spec in kg for arg in ("--kg", spec)] + list(extra))
+
+
+def prepare(out, *extra):
+    assert prepare_status(out, *extra) == 0
     return out
 
 
@@ -108,6 +112,16 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setattr(kge.importlib, "import_module", lambda name: no_pykeen(name))
     with pytest.raises(ConfigError, match=r"pip install 'promptrec\[kg\]'"):
         train_embeddings([("item:1", "director", "director:d")], SMALL)
+
+
+def test_missing_extra_is_a_one_line_error_with_exit_2(monkeypatch, tmp_path, capsys):
+    def no_pykeen(name):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(kge.importlib, "import_module", no_pykeen)
+    assert prepare_status(tmp_path / "out", "--kg-rank-by", "embedding") == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'promptrec[kg]'" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize(
