@@ -6,6 +6,12 @@ on the dir's valid split. No LLM is involved, so this runs in seconds. The set w
 valid AUC over the dirs becomes `protocols.features.DEFAULT_FEATURES`.
 
     python eval/select_wide_features.py data/ml100k data/ml100k-global
+
+With `--kg-embeddings` (dirs prepared with --kg, `pip install 'promptrec[kg]'`), the examples are
+annotated with KG-embedding similarities (`knowledge.embeddings`, trained once and cached in the dir)
+and the like-rates are also tried with the two KG features added:
+
+    python eval/select_wide_features.py data/ml100k-kg --kg-embeddings [--kg-interactions]
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from promptrec.baselines.wide import fit_wide
-from promptrec.protocols.features import available_features
+from promptrec.knowledge.embeddings import EmbeddingConfig, annotate_similarities, cached_embeddings
+from promptrec.protocols.features import FEATURES, available_features
 from promptrec.protocols.shots import sample_shots, select_examples
 from promptrec.protocols.splits import load_split
 
@@ -31,6 +38,18 @@ CANDIDATES = {
         "history_like_fraction", "history_mean_rating", "item_like_rate", "log_item_ratings", "user_like_rate",
     ),
 }  # fmt: skip
+RATES = CANDIDATES["rates"]
+KG_CANDIDATES = {
+    "rates+kg": (*RATES, "kg_liked_similarity", "kg_disliked_similarity"),
+    "rates+kg_liked": (*RATES, "kg_liked_similarity"),
+    "kg_only": ("kg_liked_similarity", "kg_disliked_similarity"),
+}
+
+KG_FEATURES = ("kg_liked_similarity", "kg_disliked_similarity")
+
+
+def varies(examples, name: str) -> bool:
+    return len({value for value in (FEATURES[name](ex) for ex in examples) if value is not None}) > 1
 
 
 def main() -> None:
@@ -39,16 +58,25 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--valid-limit", type=int, default=2000, help="seeded sample of the valid split")
+    parser.add_argument("--kg-embeddings", action="store_true", help="also try the two KG-embedding features")
+    parser.add_argument("--kg-interactions", action="store_true", help="embed train-split likes with the KG")
     args = parser.parse_args()
-    means = {name: [] for name in CANDIDATES}
+    candidates = CANDIDATES | (KG_CANDIDATES if args.kg_embeddings else {})
+    means = {name: [] for name in candidates}
     for data in args.data:
         train, valid = load_split(data, "train"), select_examples(load_split(data, "valid"), args.valid_limit, 0)
+        if args.kg_embeddings:
+            embeddings = cached_embeddings(data, EmbeddingConfig(interactions=args.kg_interactions))
+            train, valid = annotate_similarities(train, embeddings), annotate_similarities(valid, embeddings)
         labels = [ex["label"] for ex in valid]
-        for name, features in CANDIDATES.items():
+        for name, features in candidates.items():
             aucs = []
             for seed in args.seeds:
                 shots = sample_shots(train, args.shots, seed, balanced=False)
-                names = available_features(shots, features)
+                names = available_features(shots, features and [f for f in features if f not in KG_FEATURES])
+                # The KG similarities are None where a shot has no liked (disliked) history; the wide
+                # part fills those with the shots' mean, so they are kept wherever they vary.
+                names += [f for f in features or () if f in KG_FEATURES and varies(shots, f)]
                 wide = fit_wide(shots, [ex["label"] for ex in shots], names, l2=1.0)
                 aucs.append(roc_auc_score(labels, wide.logits(valid)))
             means[name].append(float(np.mean(aucs)))

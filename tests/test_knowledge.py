@@ -347,7 +347,8 @@ def test_prepare_writes_knowledge_tsv_with_checksum_and_kg_in_every_example(kg_p
     manifest = json.loads((kg_prepared / "manifest.json").read_text())
     record = manifest["knowledge"]
     assert record["file"] == KNOWLEDGE_FILE and record["sha256"] == file_sha256(kg_prepared / KNOWLEDGE_FILE)
-    assert record["budget"] == {"max_facts": 3, "max_links": 3, "max_titles": 2, "max_link_share": 0.05}
+    budget = {"max_facts": 3, "max_links": 3, "max_titles": 2, "max_link_share": 0.05, "rank_by": "rarity"}
+    assert record["budget"] == budget
     assert [s["source"] for s in record["sources"]] == ["imdb auxiliary.txt", "dbpedia dbpedia"]
     for split in ("train", "valid", "test"):
         for example in load_split(kg_prepared, split):

@@ -1,4 +1,8 @@
-"""Retrievers that propose each user's candidates: popularity, item-kNN, and product search.
+"""Retrievers that propose each user's candidates: popularity, item-kNN, KG embeddings, product search.
+
+`kg` scores items by the cosine of their knowledge-graph embedding (`knowledge.embeddings`, trained
+once with PyKEEN on the dir's knowledge.tsv plus the train split's likes, and cached there) to the
+mean of the user's liked items (all of the user's items when none is liked).
 
 They fit only on interactions that are not held out for the ranked split (see
 `protocols.next_item.Catalog.fit_interactions`) and never propose an item the user already has.
@@ -12,15 +16,17 @@ import random
 import numpy as np
 
 from promptrec import __version__
+from promptrec.knowledge.embeddings import EmbeddingConfig, Embeddings, cached_embeddings, item_label
 from promptrec.protocols.candidates import CandidateConfig
 from promptrec.protocols.next_item import Catalog
 from promptrec.protocols.search import build_search_candidates, query_overlap
 
 
 class Retriever:
-    """Scores every catalogue item for a user from co-occurrence counts of the fit interactions."""
+    """Scores every catalogue item for a user: co-occurrence counts of the fit interactions (itemknn),
+    KG-embedding similarity to the user's liked items (`embeddings` given, kg), or popularity alone."""
 
-    def __init__(self, interactions: list[dict], item_ids: list[str], kind: str):
+    def __init__(self, interactions: list[dict], item_ids: list[str], kind: str, embeddings=None, like_threshold=3.0):
         from scipy.sparse import csr_matrix
 
         self.item_ids = item_ids
@@ -35,6 +41,7 @@ class Retriever:
         for x in interactions:
             self.seen[x["user_id"]].add(x["item_id"])
         self.similarity = None
+        self.kg = None if embeddings is None else KGScores(interactions, item_ids, embeddings, like_threshold)
         if kind == "itemknn":
             from sklearn.metrics.pairwise import cosine_similarity
 
@@ -45,12 +52,38 @@ class Retriever:
         seen = [self.index[i] for i in self.seen.get(user_id, ()) if i in self.index]
         if self.similarity is not None and seen:
             scores = np.asarray(self.similarity[seen].sum(axis=0)).ravel()
+        elif self.kg is not None and seen:
+            scores = self.kg.scores(user_id)
         else:
             scores = np.zeros(len(self.item_ids))
         # Ties (and users with no history) fall back to popularity, then to item id order.
         order = np.lexsort((np.arange(len(self.item_ids)), -self.popularity, -scores))
         seen_set = set(seen)
         return [self.item_ids[i] for i in order if i not in seen_set][:num]
+
+
+class KGScores:
+    """Cosine of each item's KG embedding to the mean unit vector of the user's liked items."""
+
+    def __init__(self, interactions: list[dict], item_ids: list[str], embeddings: Embeddings, threshold: float = 3.0):
+        rows = [embeddings.index.get(item_label(item)) for item in item_ids]
+        dim = embeddings.unit.shape[1]
+        # (items, dim): unit vectors; zero rows for items the graph does not know (they score 0)
+        self.unit = np.stack([embeddings.unit[row] if row is not None else np.zeros(dim) for row in rows])
+        self.index = {item: i for i, item in enumerate(item_ids)}
+        self.liked: dict[str, list[int]] = {}
+        self.seen: dict[str, list[int]] = {}
+        for x in interactions:
+            position = self.index[x["item_id"]]
+            self.seen.setdefault(x["user_id"], []).append(position)
+            if x.get("rating") is None or x["rating"] > threshold:
+                self.liked.setdefault(x["user_id"], []).append(position)
+
+    def scores(self, user_id: str) -> np.ndarray:
+        rows = self.liked.get(user_id) or self.seen.get(user_id, [])
+        profile = self.unit[rows].mean(axis=0)  # (dim,)
+        norm = np.linalg.norm(profile)
+        return self.unit @ (profile / norm) if norm > 0 else np.zeros(len(self.unit))  # (items,)
 
 
 def build_candidates(catalog: Catalog, split: str, config: CandidateConfig) -> tuple[list[dict], dict]:
@@ -61,7 +94,11 @@ def build_candidates(catalog: Catalog, split: str, config: CandidateConfig) -> t
         contexts = {user: contexts[user] for user in contexts if user in keep}  # decodes only the kept users
     if config.retriever == "search":
         return _search_candidates(catalog, split, config, contexts)
-    retriever = Retriever(catalog.fit_interactions(split), sorted(catalog.items), config.retriever)
+    embeddings = None
+    if config.retriever == "kg":  # the train split's likes only: before every valid and test target
+        embeddings = cached_embeddings(catalog.data_dir, EmbeddingConfig(interactions=True))
+    interactions = catalog.fit_interactions(split)
+    retriever = Retriever(interactions, sorted(catalog.items), config.retriever, embeddings, catalog.like_threshold)
     rows, hits = [], 0
     for user_id, context in contexts.items():
         items = retriever.top(user_id, config.num)

@@ -16,7 +16,7 @@ from promptrec.cli.common import command_parser, resolve_path
 from promptrec.core.errors import ConfigError
 from promptrec.core.files import write_json
 from promptrec.data.amazon import load_amazon
-from promptrec.knowledge.graph import Budget, KnowledgeSpec, knowledge_warnings
+from promptrec.knowledge.graph import RANKINGS, Budget, KnowledgeSpec, knowledge_warnings
 from promptrec.protocols.prepare import PROTOCOLS, load_warnings, prepare_dataset, prepare_movielens, prepare_table
 from promptrec.protocols.splits import check_out_dir
 from promptrec.protocols.tallrec_import import import_tallrec
@@ -167,13 +167,21 @@ def _add_knowledge_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--kg-max-facts", type=int, help="facts about the candidate per example (default 3)")
     parser.add_argument("--kg-max-links", type=int, help="candidate-history links per example (default 2)")
+    parser.add_argument(
+        "--kg-rank-by",
+        choices=RANKINGS,
+        help="which facts and links win the budget: rarity (default) or embedding (closest to the liked "
+        "history in KG-embedding space; trains PyKEEN TransE once: pip install 'promptrec[kg]')",
+    )
 
 
 def _knowledge_spec(args):
-    limits = {"max_facts": args.kg_max_facts, "max_links": args.kg_max_links}
+    limits = {"max_facts": args.kg_max_facts, "max_links": args.kg_max_links, "rank_by": args.kg_rank_by}
     if not args.kg:
         if any(value is not None for value in limits.values()):
-            raise ConfigError("--kg-max-facts and --kg-max-links need --kg; add --kg KIND=VALUE or drop them")
+            raise ConfigError(
+                "--kg-max-facts, --kg-max-links and --kg-rank-by need --kg; add --kg KIND=VALUE or drop them"
+            )
         return None
 
     return KnowledgeSpec(tuple(args.kg), Budget(**{k: v for k, v in limits.items() if v is not None}))

@@ -40,7 +40,8 @@ def add_candidates_parser(sub) -> None:
     parser.add_argument(
         "--retriever",
         default="popularity",
-        help="popularity, itemknn, or search (query from the purchase's category path)",
+        help="popularity, itemknn, kg (KG embeddings; a dir prepared with --kg and pip install 'promptrec[kg]'), "
+        "or search (query from the purchase's category path)",
     )
     parser.add_argument("--num", type=int, default=20, help="candidates per user")
     parser.add_argument("--include-target", action="store_true", help="force the held-out item into each list")

@@ -44,6 +44,19 @@ RELATION_ORDER = (
 WEAK_LINK_RELATIONS = frozenset(("genre", "distributor", "producer", "cinematographer", "editor", "year", "price_band"))
 
 
+RANKINGS = ("rarity", "embedding")  # Budget.rank_by
+
+
+def item_label(item_id) -> str:
+    """An item's node in KG embeddings."""
+    return f"item:{item_id}"
+
+
+def entity_label(relation: str, name: str, tail_item: str | None = None) -> str:
+    """The node of a fact's tail: the item itself for an item tail, else `relation:folded name`."""
+    return item_label(tail_item) if tail_item else f"{relation}:{fold_name(name)}"
+
+
 @dataclass(frozen=True)
 class Budget:
     """How much KG text one example may carry, counted in facts, links and titles, not tokens.
@@ -58,8 +71,14 @@ class Budget:
     # Links only through entities at most this fraction of items hold: a genre or a big distributor
     # shared with the history says little the prompt does not already show.
     max_link_share: float = 0.05
+    # How facts and links compete for the budget: "rarity" (relation order, then rare shared entities
+    # first) or "embedding" (closest, in KG-embedding space, to the mean of the user's liked history;
+    # `knowledge.embeddings`, needs `pip install 'promptrec[kg]'`). Same counts either way.
+    rank_by: str = "rarity"
 
     def __post_init__(self):
+        if self.rank_by not in RANKINGS:
+            raise ConfigError(f"knowledge budget rank_by={self.rank_by!r}; use one of: {', '.join(RANKINGS)}")
         for name, least in (("max_facts", 0), ("max_links", 0), ("max_titles", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -92,14 +111,16 @@ class KnowledgeGraph:
     def __init__(self, facts: Iterable[Fact]):
         self.facts = tuple(sorted(set(facts), key=lambda f: (f.head, f.relation, f.tail, f.tail_item or "")))
         self.entities: list[tuple[str, str]] = []  # entity id -> (relation, readable name)
+        self.labels: list[str] = []  # entity id -> its node in KG embeddings (`item:ID` or `relation:folded name`)
         ids: dict[tuple, int] = {}
         own: dict[str, set[int]] = {}  # item -> entities of its own facts
         keys: dict[str, set[int]] = {}  # item -> entities it can link through
         for head, relation, tail, tail_item in self.facts:
-            identity = (relation, "item", tail_item) if tail_item else (relation, "name", _fold(tail))
+            identity = (relation, "item", tail_item) if tail_item else (relation, "name", fold_name(tail))
             entity = ids.setdefault(identity, len(ids))
             if entity == len(self.entities):
                 self.entities.append((relation, tail))
+                self.labels.append(entity_label(relation, tail, tail_item))
             own.setdefault(head, set()).add(entity)
             keys.setdefault(head, set()).add(entity)
             if tail_item:
@@ -152,7 +173,7 @@ def build_graph(loaded: Iterable[tuple[list[Fact], LoadReport]], item_ids=None):
     return KnowledgeGraph(facts), reports
 
 
-def _fold(name: str) -> str:
+def fold_name(name: str) -> str:
     decomposed = unicodedata.normalize("NFKD", name)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
@@ -161,7 +182,9 @@ def _id_order(item_id: str) -> tuple:
     return (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id)
 
 
-def select_facts(graph: KnowledgeGraph, item_id: str, history: Sequence[Mapping], budget: Budget = Budget()) -> dict:
+def select_facts(
+    graph: KnowledgeGraph, item_id: str, history: Sequence[Mapping], budget=Budget(), embeddings=None, before=None
+) -> dict:
     """{"facts": [...], "links": [...]} for one candidate and the user's history (oldest first).
 
     facts: {"relation", "entity"} about the candidate, in `facts_about` order. links: entities the
@@ -169,8 +192,22 @@ def select_facts(graph: KnowledgeGraph, item_id: str, history: Sequence[Mapping]
     ranked by `KnowledgeGraph.link_key` (links through WEAK_LINK_RELATIONS last; then idf x number
     of history items sharing the entity, so a rare director shared once beats a big studio shared
     twice); each names up to `max_titles` liked and disliked history titles, most recent first.
+    With `budget.rank_by == "embedding"`, `embeddings` (a `knowledge.embeddings.Embeddings`) rank
+    both instead: the candidate's facts and the links closest to the mean of the liked history
+    items win the same budget (rarity order where no liked history item has a vector). History
+    entries with a timestamp after `before` (the example's time) are never used.
     """
-    facts = [graph.entities[e] for e in graph.facts_about(item_id)[: budget.max_facts]]
+    relevance = None
+    if budget.rank_by == "embedding":
+        if embeddings is None:
+            raise ConfigError("knowledge budget rank_by='embedding' needs KG embeddings; pass them or use 'rarity'")
+        history = [h for h in history if before is None or h.get("timestamp") is None or h["timestamp"] <= before]
+        relevance = _relevance(graph, history, embeddings)
+    own = graph.facts_about(item_id)
+    if relevance is not None:  # the most relevant facts, shown in the usual order
+        chosen = set(sorted(own, key=lambda e: -relevance[e])[: budget.max_facts])
+        own = tuple(e for e in own if e in chosen)
+    facts = [graph.entities[e] for e in own[: budget.max_facts]]
     min_idf = -math.log(budget.max_link_share)  # idf = log(num_items / degree)
     keys = frozenset(e for e in graph.keys(item_id) if graph.idf[e] >= min_idf - 1e-9)
     shared, seen = {}, {item_id}
@@ -181,7 +218,12 @@ def select_facts(graph: KnowledgeGraph, item_id: str, history: Sequence[Mapping]
         seen.add(past_id)
         for entity in keys & graph.keys(past_id):
             shared.setdefault(entity, []).append(past)
-    ranked = sorted(shared.items(), key=lambda pair: graph.link_key(pair[0], len(pair[1])))
+    link_key = graph.link_key if relevance is None else _relevance_key(graph, relevance)
+    ranked = sorted(shared.items(), key=lambda pair: link_key(pair[0], len(pair[1])))
+    return {"facts": [{"relation": r, "entity": n} for r, n in facts], "links": _links(graph, ranked, budget)}
+
+
+def _links(graph: KnowledgeGraph, ranked: list, budget: Budget) -> list[dict]:
     links, said = [], set()
     for entity, pasts in ranked:
         if len(links) == budget.max_links:
@@ -193,7 +235,35 @@ def select_facts(graph: KnowledgeGraph, item_id: str, history: Sequence[Mapping]
         if name not in said and same_items not in said:
             said.update((name, same_items))
             links.append(_link((relation, name), pasts, budget.max_titles))
-    return {"facts": [{"relation": relation, "entity": name} for relation, name in facts], "links": links}
+    return links
+
+
+class _Relevance(dict):
+    """entity id -> cosine of its vector to the liked-history profile, computed on first use; -2 without a vector."""
+
+    def __init__(self, graph: KnowledgeGraph, embeddings, profile):
+        super().__init__()
+        self.graph, self.embeddings, self.profile = graph, embeddings, profile  # profile: (dim,) unit
+
+    def __missing__(self, entity: int) -> float:
+        row = self.embeddings.index.get(self.graph.labels[entity])
+        self[entity] = -2.0 if row is None else float(self.embeddings.unit[row] @ self.profile)
+        return self[entity]
+
+
+def _relevance(graph: KnowledgeGraph, history: Sequence[Mapping], embeddings) -> dict | None:
+    """None (rarity order) where no liked history item has a vector."""
+    profile = embeddings.profile(str(h["item_id"]) for h in history if h.get("liked"))  # (dim,) or None
+    norm = 0.0 if profile is None else float((profile * profile).sum()) ** 0.5
+    return None if norm == 0 else _Relevance(graph, embeddings, profile / norm)
+
+
+def _relevance_key(graph: KnowledgeGraph, relevance: dict):
+    def key(entity: int, num_shared: int) -> tuple:
+        relation, name = graph.entities[entity]
+        return (relation in WEAK_LINK_RELATIONS, -relevance[entity], graph.rank.get(relation, len(graph.rank)), name)
+
+    return key
 
 
 def _link(entity: tuple[str, str], pasts: list[Mapping], max_titles: int) -> dict:
@@ -209,7 +279,7 @@ def _link(entity: tuple[str, str], pasts: list[Mapping], max_titles: int) -> dic
     }
 
 
-def enrich(examples: Iterable[Mapping], graph: KnowledgeGraph, budget: Budget = Budget()) -> list[dict]:
+def enrich(examples: Iterable[Mapping], graph: KnowledgeGraph, budget=Budget(), embeddings=None) -> list[dict]:
     """Copies of `examples` with `kg` added (see `select_facts`); every other key is left as it is."""
     enriched = []
     for example in examples:
@@ -218,7 +288,8 @@ def enrich(examples: Iterable[Mapping], graph: KnowledgeGraph, budget: Budget = 
                 f"example {example.get('example_id', '?')} has no item_id; KG facts need examples "
                 "from `promptrec data prepare` (not Alpaca records)"
             )
-        kg = select_facts(graph, str(example["item_id"]), example.get("history", []), budget)
+        history, before = example.get("history", []), example.get("timestamp")
+        kg = select_facts(graph, str(example["item_id"]), history, budget, embeddings, before)
         enriched.append({**example, "kg": kg})
     return enriched
 
@@ -228,9 +299,17 @@ def load_sources(specs: Sequence[str], dataset: Dataset):
     return build_graph((load_source(spec, dataset) for spec in specs), dataset.items)
 
 
-def attach_knowledge(dataset: Dataset, splits: Mapping[str, list[dict]], spec: KnowledgeSpec):
-    """(enriched splits, manifest record, {file name: bytes}) for a prepared dir."""
+def attach_knowledge(dataset: Dataset, splits: Mapping[str, list[dict]], spec: KnowledgeSpec, embed=None):
+    """(enriched splits, manifest record, {file name: bytes}) for a prepared dir.
+
+    `embed(graph) -> Embeddings` trains KG embeddings when the budget ranks by embedding.
+    """
     graph, reports = load_sources(spec.sources, dataset)
+    embeddings = None
+    if spec.budget.rank_by == "embedding":
+        if embed is None:
+            raise ConfigError("knowledge budget rank_by='embedding' needs KG embeddings; use 'rarity'")
+        embeddings = embed(graph)
     data = graph_bytes(graph)
     record = {
         "file": KNOWLEDGE_FILE,
@@ -240,7 +319,7 @@ def attach_knowledge(dataset: Dataset, splits: Mapping[str, list[dict]], spec: K
         "budget": asdict(spec.budget),
         "sources": [report.record() for report in reports],
     }
-    enriched = {name: enrich(examples, graph, spec.budget) for name, examples in splits.items()}
+    enriched = {name: enrich(examples, graph, spec.budget, embeddings) for name, examples in splits.items()}
     return enriched, record, {KNOWLEDGE_FILE: data}
 
 

@@ -18,7 +18,7 @@ from promptrec.core.files import file_sha256, read_jsonl, read_text, write_json,
 from promptrec.protocols.next_item import Catalog
 
 # search: the purchase + random unseen items, with a query; its own order is lexical (query overlap)
-RETRIEVERS = ("popularity", "itemknn", "search")
+RETRIEVERS = ("popularity", "itemknn", "kg", "search")
 
 
 def protocol_path(candidates_path) -> Path:
@@ -27,7 +27,8 @@ def protocol_path(candidates_path) -> Path:
 
 @dataclass(frozen=True)
 class CandidateConfig:
-    retriever: str = "popularity"  # popularity | itemknn (cosine over users, summed over the user's items)
+    # popularity | itemknn (cosine over users, summed over the user's items) | kg (KG embeddings) | search
+    retriever: str = "popularity"
     num: int = 20  # candidates per user (LlamaRec reranks 20)
     include_target: bool = False  # force the true item in (sampled-metric protocol); recorded either way
     seed: int = 0  # shuffles each user's candidate order, and draws the user sample

@@ -3,7 +3,8 @@
 One registry serves the logistic-regression baselines and the wide part of the hybrid scorer, so
 "logreg on the same shots" and "hybrid" read the very same numbers. Each feature is computed from the
 example alone: its shown history (liked flags, ratings) and its `stats` (counts and like-rates from
-interactions strictly before the example's time). A feature the example cannot give is None; callers
+interactions strictly before the example's time), and `kg_similarity` where KG embeddings annotated
+it (from the shown history too). A feature the example cannot give is None; callers
 decide how to fill it (the wide part fills with the shots' mean).
 """
 
@@ -52,6 +53,14 @@ def history_length(example: dict) -> float | None:
     return float(len(history)) if isinstance(history, list) else None
 
 
+def _kg_similarity(side: str) -> Callable[[dict], float | None]:
+    def read(example: dict) -> float | None:
+        value = (example.get("kg_similarity") or {}).get(side)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    return read
+
+
 FEATURES: dict[str, Callable[[dict], float | None]] = {
     "history_like_fraction": history_like_fraction,  # liked / shown history items
     "history_mean_rating": history_mean_rating,  # mean stars of the shown history
@@ -60,6 +69,10 @@ FEATURES: dict[str, Callable[[dict], float | None]] = {
     "user_like_rate": _stat("user_like_rate"),  # the user's like-rate over all earlier ratings
     "log_user_ratings": _log_count("user_num_ratings"),  # log(1 + the user's earlier ratings)
     "history_length": history_length,  # items shown (varies in imported or next-item data)
+    # cosine of the target's KG embedding to the mean of the liked / disliked history items'; present
+    # only on examples annotated by `knowledge.embeddings.annotate_similarities`
+    "kg_liked_similarity": _kg_similarity("liked"),
+    "kg_disliked_similarity": _kg_similarity("disliked"),
 }
 
 

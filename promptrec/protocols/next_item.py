@@ -25,6 +25,7 @@ from promptrec import __version__
 from promptrec.core.errors import ConfigError, DataError
 from promptrec.core.files import read_jsonl, read_text
 from promptrec.data.dataset import Dataset, Interaction
+from promptrec.knowledge.embeddings import EmbeddingConfig, GraphEmbedder, cached_embeddings
 from promptrec.knowledge.graph import attach_knowledge, load_budget, load_graph, select_facts
 from promptrec.protocols.examples import ExamplesByUser
 from promptrec.protocols.splits import MANIFEST_NAME, load_split, write_prepared
@@ -155,15 +156,16 @@ def prepare_next_item(
         **source_record(dataset),
         "promptrec_version": __version__,
     }
-    files = {}
+    files, embedder = {}, GraphEmbedder()  # trains only when the budget ranks facts by embedding
     if knowledge is not None:
-        splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge)
+        splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge, embedder)
     items = [item_record(dataset, item_id) for item_id in sorted(dataset.items)]
     protocol["files"] = {}
     for name, rows in ((ITEMS_FILE, items), (INTERACTIONS_FILE, tagged)):
         files[name] = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows).encode()
         protocol["files"][name] = {"num_rows": len(rows), "sha256": hashlib.sha256(files[name]).hexdigest()}
     manifest_path = write_prepared(splits, out_dir, protocol, files)  # one atomic write of every file
+    embedder.save(out_dir)
     return json.loads(manifest_path.read_text(encoding="utf-8"))
 
 
@@ -219,9 +221,11 @@ class CandidateExamples:
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
-        self._graph = self._budget = None
+        self._graph = self._budget = self._embeddings = None
         if "knowledge" in catalog.manifest:  # prepared with --kg: candidates get facts like the splits did
             self._graph, self._budget = load_graph(catalog.data_dir), load_budget(catalog.data_dir)
+            if self._budget.rank_by == "embedding":  # the facts-only embeddings `data prepare` cached
+                self._embeddings = cached_embeddings(catalog.data_dir, EmbeddingConfig(interactions=False))
         interactions = [
             Interaction(x["user_id"], x["item_id"], x["rating"], None, x["timestamp"]) for x in catalog.interactions
         ]
@@ -239,5 +243,7 @@ class CandidateExamples:
             | self._prior.before("user", context["user_id"], context["timestamp"]),
         )
         if self._graph is not None:
-            example["kg"] = select_facts(self._graph, item_id, example["history"], self._budget)
+            example["kg"] = select_facts(
+                self._graph, item_id, example["history"], self._budget, self._embeddings, context.get("timestamp")
+            )
         return example

@@ -7,6 +7,7 @@ import json
 
 from promptrec.core.errors import ConfigError
 from promptrec.data.dataset import Dataset, load_interactions_table, load_movielens
+from promptrec.knowledge.embeddings import GraphEmbedder
 from promptrec.knowledge.graph import attach_knowledge
 from promptrec.protocols.global_time import build_global_time_examples, global_time_protocol
 from promptrec.protocols.next_item import prepare_next_item
@@ -16,10 +17,11 @@ from promptrec.protocols.tallrec import build_tallrec_examples, tallrec_protocol
 
 
 def _write(dataset: Dataset, out_dir, splits: dict, protocol: dict, knowledge=None) -> dict:
-    files = {}
+    files, embedder = {}, GraphEmbedder()  # trains only when the budget ranks facts by embedding
     if knowledge is not None:  # a knowledge.KnowledgeSpec: KG facts go into every example as "kg"
-        splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge)
+        splits, protocol["knowledge"], files = attach_knowledge(dataset, splits, knowledge, embedder)
     manifest_path = write_prepared(splits, out_dir, protocol, files)
+    embedder.save(out_dir)  # beside the splits, where `cached_embeddings` finds them
     return json.loads(manifest_path.read_text(encoding="utf-8"))
 
 
