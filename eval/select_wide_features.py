@@ -24,12 +24,12 @@ from sklearn.metrics import roc_auc_score
 
 from promptrec.baselines.wide import fit_wide
 from promptrec.knowledge.embeddings import EmbeddingConfig, annotate_similarities, cached_embeddings
-from promptrec.protocols.features import FEATURES, available_features
+from promptrec.protocols.features import FEATURES, MIN_PRESENT, available_features
 from promptrec.protocols.shots import sample_shots, select_examples
 from promptrec.protocols.splits import load_split
 
 CANDIDATES = {
-    "all": None,  # every registry feature the shots carry
+    "all": tuple(name for name in FEATURES if not name.startswith("kg_")),  # every registry feature (no KG)
     "rates": ("history_like_fraction", "history_mean_rating", "item_like_rate", "user_like_rate"),
     "rates+item_count": (
         "history_like_fraction", "history_mean_rating", "item_like_rate", "user_like_rate", "log_item_ratings",
@@ -60,30 +60,37 @@ def main() -> None:
     parser.add_argument("--valid-limit", type=int, default=2000, help="seeded sample of the valid split")
     parser.add_argument("--kg-embeddings", action="store_true", help="also try the two KG-embedding features")
     parser.add_argument("--kg-interactions", action="store_true", help="embed train-split likes with the KG")
+    parser.add_argument(
+        "--min-present", type=float, nargs="+", default=[1.0, MIN_PRESENT],
+        help="share of the shots that must give a feature for the wide part to keep it (1.0 = every shot)",
+    )  # fmt: skip
     args = parser.parse_args()
-    candidates = CANDIDATES | (KG_CANDIDATES if args.kg_embeddings else {})
-    means = {name: [] for name in candidates}
+    sets = CANDIDATES | (KG_CANDIDATES if args.kg_embeddings else {})
+    candidates = {(name, share): features for name, features in sets.items() for share in args.min_present}
+    means = {key: [] for key in candidates}
     for data in args.data:
         train, valid = load_split(data, "train"), select_examples(load_split(data, "valid"), args.valid_limit, 0)
         if args.kg_embeddings:
             embeddings = cached_embeddings(data, EmbeddingConfig(interactions=args.kg_interactions))
             train, valid = annotate_similarities(train, embeddings), annotate_similarities(valid, embeddings)
         labels = [ex["label"] for ex in valid]
-        for name, features in candidates.items():
+        for (name, share), features in candidates.items():
             aucs = []
             for seed in args.seeds:
                 shots = sample_shots(train, args.shots, seed, balanced=False)
-                names = available_features(shots, features and [f for f in features if f not in KG_FEATURES])
+                names = available_features(shots, [f for f in features if f not in KG_FEATURES], share)
                 # The KG similarities are None where a shot has no liked (disliked) history; the wide
                 # part fills those with the shots' mean, so they are kept wherever they vary.
-                names += [f for f in features or () if f in KG_FEATURES and varies(shots, f)]
+                names += [f for f in features if f in KG_FEATURES and varies(shots, f)]
                 wide = fit_wide(shots, [ex["label"] for ex in shots], names, l2=1.0)
                 aucs.append(roc_auc_score(labels, wide.logits(valid)))
-            means[name].append(float(np.mean(aucs)))
+            means[name, share].append(float(np.mean(aucs)))
             mean, std = round(float(np.mean(aucs)), 4), round(float(np.std(aucs, ddof=1)), 4)
-            print(json.dumps({"data": data, "features": name, "valid_auc_mean": mean, "valid_auc_std": std}))
-    best = max(means, key=lambda name: np.mean(means[name]))
-    print(json.dumps({"best": best, "mean_valid_auc": {k: round(float(np.mean(v)), 4) for k, v in means.items()}}))
+            row = {"data": data, "features": name, "min_present": share}
+            print(json.dumps(row | {"valid_auc_mean": mean, "valid_auc_std": std}))
+    best = max(means, key=lambda key: np.mean(means[key]))
+    summary = {f"{name}@{share}": round(float(np.mean(v)), 4) for (name, share), v in means.items()}
+    print(json.dumps({"best": f"{best[0]}@{best[1]}", "mean_valid_auc": summary}))
 
 
 if __name__ == "__main__":

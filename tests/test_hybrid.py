@@ -74,6 +74,20 @@ def test_available_features_drop_missing_and_constant_ones():
     assert available_features(examples) == ["history_like_fraction"]
 
 
+def test_a_feature_most_shots_give_is_kept_and_filled_with_their_mean():
+    """One shot whose item has no earlier rating must not drop the item's like-rate for all of them."""
+    rates = [0.2, 0.8, None, 0.5]
+    examples = [
+        {"history": [{"liked": True}, {"liked": i % 2 == 0}], "stats": {"item_like_rate": r}}
+        for i, r in enumerate(rates)
+    ]
+    assert available_features(examples) == ["history_like_fraction", "item_like_rate"]
+    assert available_features(examples, min_present=1.0) == ["history_like_fraction"]
+    assert "item_like_rate" not in available_features(examples[2:])  # given by 1 of 2, a single value
+    wide = fit_wide(examples, [0, 1, 0, 1], ["item_like_rate"], l2=1.0)
+    assert wide.fill[0] == pytest.approx(0.5) and wide.standardized(examples[2:3])[0, 0] == pytest.approx(0.0)
+
+
 def test_a_zero_wide_part_leaves_the_llm_score_exactly(prepared, tiny_model_dir):
     model, tokenizer = load_model(ModelConfig(model=str(tiny_model_dir)))
     examples = load_split(prepared, "test")[:6]

@@ -93,16 +93,25 @@ def feature_row(example: dict, names: Sequence[str]) -> list[float | None]:
     return [FEATURES[name](example) for name in names]
 
 
-def available_features(examples: Sequence[dict], names: Sequence[str] | None = None) -> list[str]:
-    """The features (of `names`, default DEFAULT_FEATURES) that every example gives and that vary across them.
+MIN_PRESENT = 0.5  # a feature is kept when at least this share of the shots gives it (chosen on valid data)
 
-    A constant feature (every shot shows 10 history items) carries no signal and cannot be scaled.
+
+def available_features(
+    examples: Sequence[dict], names: Sequence[str] | None = None, min_present: float = MIN_PRESENT
+) -> list[str]:
+    """The features (of `names`, default DEFAULT_FEATURES) that enough examples give and that vary.
+
+    A feature is kept when at least `min_present` of the examples give it and its given values are not
+    all equal (a constant feature, e.g. every shot shows 10 history items, carries no signal and cannot
+    be scaled); the wide part fills the examples that lack it with the shots' mean. Requiring every
+    example (min_present=1) dropped the target's like-rate from 2 of 3 README seeds: one shot of 64
+    whose item had no earlier rating was enough (`eval/select_wide_features.py` compares the rules).
     """
     names = list(DEFAULT_FEATURES) if names is None else list(names)
     check_feature_names(names)
     kept = []
     for name in names:
-        values = [FEATURES[name](example) for example in examples]
-        if values and all(v is not None for v in values) and len(set(values)) > 1:
+        values = [value for value in (FEATURES[name](example) for example in examples) if value is not None]
+        if examples and len(values) >= min_present * len(examples) and len(set(values)) > 1:
             kept.append(name)
     return kept
