@@ -13,11 +13,11 @@ from promptrec.core.config import resolve
 from promptrec.core.errors import ConfigError
 from promptrec.jobs.evaluate import EvalConfig, evaluate
 from promptrec.lm.adapter import RUN_RECORD, Adapter, template_name_for
-from promptrec.lm.config import ModelConfig
-from promptrec.lm.training import LoraSettings, TrainConfig, WideSettings, train, train_tasks
+from promptrec.lm.training import TrainConfig, WideSettings, train, train_tasks
 from promptrec.protocols.mixture import TaskPools, TaskSpec, draw_tasks, shot_counts, split_by_weight
 from promptrec.protocols.prepare import prepare_movielens
 from promptrec.protocols.splits import load_split
+from tests.test_training import tiny_config as training_config
 
 MINI_ML = Path(__file__).parent / "data" / "mini-ml"
 
@@ -30,16 +30,8 @@ def prepared_dir(tmp_path_factory):
 
 
 def tiny_config(tiny_model_dir, **overrides) -> TrainConfig:
-    base = TrainConfig(
-        shots=8,
-        num_epochs=1,
-        batch_size=4,
-        valid_examples=6,
-        learning_rate=1e-2,
-        lora=LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0),
-        model=ModelConfig(model=str(tiny_model_dir)),
-    )
-    return replace(base, **overrides)
+    """test_training's tiny recipe, one epoch."""
+    return training_config(tiny_model_dir, num_epochs=1, **overrides)
 
 
 def pool(n, positives, prefix="e"):
