@@ -1,0 +1,80 @@
+"""The README's hybrid table from an experiment dir: per seed, the hybrid, its two parts, the classic
+baselines on the same shots, and the ensemble of the seeds (mean score), as AUC on the scored examples.
+
+Reads what `promptrec experiment` left: each hybrid cell's predictions (`score`, `llm_score`,
+`wide_score`), the pure-LLM cells of the `llm` variant when they ran, and the baselines' predictions.
+
+    python eval/hybrid_parts.py eval/results/hybrid_tallrec_movie --template movie_verbal
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from promptrec.core.files import read_jsonl
+
+COLUMNS = {  # column -> (where, score key); {seed} and {t} are filled in
+    "hybrid": ("embedded/{t}/{shots}shot-seed{seed}/eval/predictions.jsonl", "score"),
+    "its LLM part": ("embedded/{t}/{shots}shot-seed{seed}/eval/predictions.jsonl", "llm_score"),
+    "its wide part": ("embedded/{t}/{shots}shot-seed{seed}/eval/predictions.jsonl", "wide_score"),
+    "LLM alone (pure)": ("embedded/{t}+llm/{shots}shot-seed{seed}/eval/predictions.jsonl", "score"),
+    "wide baseline": ("baselines/wide_{shots}shot-seed{seed}/predictions.jsonl", "score"),
+    "logreg": ("baselines/logreg_{shots}shot-seed{seed}/predictions.jsonl", "score"),
+}
+
+
+def scores(path: Path, key: str) -> dict[str, tuple[int, float]] | None:
+    if not path.exists():
+        return None
+    rows = read_jsonl(path, "rerun the experiment: its predictions are rewritten")
+    return {row["example_id"]: (int(row["label"]), float(row[key])) for _, row in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--template", default="movie_verbal")
+    parser.add_argument("--shots", type=int, default=64)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    table = {column: {} for column in COLUMNS}
+    for column, (pattern, key) in COLUMNS.items():
+        for seed in args.seeds:
+            path = args.results / pattern.format(t=args.template, shots=args.shots, seed=seed)
+            table[column][seed] = scores(path, key)
+    print("| seed | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    aucs = {column: [] for column in COLUMNS}
+    for seed in args.seeds:
+        cells = []
+        for column in COLUMNS:
+            found = table[column][seed]
+            if found is None:
+                cells.append("")
+                continue
+            labels, values = zip(*found.values())
+            aucs[column].append(roc_auc_score(labels, values))
+            cells.append(f"{aucs[column][-1]:.4f}")
+        print(f"| {seed} | " + " | ".join(cells) + " |")
+    means = [f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else "" for v in aucs.values()]
+    print("| mean ± std | " + " | ".join(means) + " |")
+    ensemble = []
+    for column in COLUMNS:
+        runs = [table[column][seed] for seed in args.seeds]
+        if any(run is None for run in runs):
+            ensemble.append("")
+            continue
+        ids = sorted(runs[0])
+        labels = [runs[0][i][0] for i in ids]
+        ensemble.append(f"{roc_auc_score(labels, np.mean([[run[i][1] for i in ids] for run in runs], axis=0)):.4f}")
+    print("| ensemble of the seeds (mean score) | " + " | ".join(ensemble) + " |")
+    print(json.dumps({column: [round(a, 4) for a in values] for column, values in aucs.items()}))
+
+
+if __name__ == "__main__":
+    main()
