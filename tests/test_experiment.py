@@ -331,6 +331,18 @@ def test_execution_only_settings_do_not_make_a_cell_changed(finished, prepared, 
     assert {p.changes for p in changed.cells if p.status == "changed"} == {("train.learning_rate: 0.001 -> 0.5",)}
 
 
+def test_a_setting_added_after_a_cell_ran_changes_it_only_off_its_default(finished, prepared, tiny_model_dir, tmp_path):
+    out = copy_of(finished, tmp_path)
+    for path in out.rglob("cell.json"):  # as if written by a release before `train.tasks` and `train.patience`
+        record = json.loads(path.read_text())
+        for key in ("tasks", "patience"):
+            (record.get("fingerprint_inputs", {}).get("train") or {}).pop(key, None)
+        path.write_text(json.dumps(record))
+    assert {p.status for p in plan_experiment(tiny_config(prepared, tiny_model_dir, out)).cells} == {"done"}
+    plan = plan_experiment(tiny_config(prepared, tiny_model_dir, out, train={"patience": 7}))
+    assert {p.changes for p in plan.cells if p.status == "changed"} == {("train.patience: None -> 7",)}
+
+
 def test_changed_config_via_the_cli_exits_2(finished, prepared, tiny_model_dir, tmp_path, capsys):
     out = copy_of(finished, tmp_path)
     config = write_config(tmp_path, prepared, tiny_model_dir)

@@ -317,17 +317,29 @@ def cell_status(cell_dir: Path, cell: Cell, inputs: dict) -> PlannedCell:
     record = json.loads(record_path.read_text())
     if record.get("fingerprint") == digest:
         return PlannedCell(cell, digest, inputs, "done")
-    changes = _differences(record.get("fingerprint_inputs", {}), inputs)
+    changes = _differences(record.get("fingerprint_inputs", {}), inputs, config_defaults())
     lines = tuple(line for key, line in changes if key not in EXECUTION_ONLY)
     return PlannedCell(cell, digest, inputs, "changed" if lines else "done", lines)
 
 
-def _differences(old, new, prefix: str = "") -> list[tuple[str, str]]:
-    """(dotted key, "key: old -> new") for each leaf that differs."""
+def config_defaults() -> dict:
+    """The train and evaluate configs' defaults, as fingerprints hold them."""
+    return {"train": to_dict(TrainConfig()), "evaluate": to_dict(EvalConfig())}
+
+
+def _differences(old, new, defaults=None, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, "key: old -> new") for each leaf that differs.
+
+    A key the old record lacks is a setting added to promptrec after the cell ran: at its default it
+    keeps the old behaviour (e.g. `train.tasks` empty = one task), so it is no change.
+    """
     if isinstance(old, dict) and isinstance(new, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
         lines = []
         for key in sorted(set(old) | set(new)):
-            lines += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+            if key not in old and key in defaults and new.get(key) == defaults[key]:
+                continue
+            lines += _differences(old.get(key), new.get(key), defaults.get(key), f"{prefix}{key}.")
         return lines
     key = prefix.rstrip(".")
     return [] if old == new else [(key, f"{key}: {old!r} -> {new!r}")]
