@@ -295,6 +295,7 @@ class Service:
                     "path": str(a.path),
                     "base_model": a.base_model,
                     "template": a.template_name,
+                    "templates": list(a.template_names),  # every task's, for a multi-task adapter
                     "weights_sha256": a.weights_sha256(),
                     "hybrid": a.wide is not None,
                 }
