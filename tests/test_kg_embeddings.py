@@ -317,3 +317,18 @@ def test_rank_time_candidates_use_the_cached_embeddings(tmp_path, monkeypatch):
     for item_id in sorted(catalog.items):
         kg = builder.build(context, item_id)["kg"]
         assert len(kg["facts"]) <= 3 and len(kg["links"]) <= 2
+
+
+def test_embeddings_train_after_bitsandbytes_was_imported(tmp_path):
+    """bitsandbytes' RMSprop made PyKEEN's import fail (a name clash in its optimizer index)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pykeen")
+    pytest.importorskip("bitsandbytes")
+    code = (
+        "import bitsandbytes.optim, torch.optim; from promptrec.knowledge.embeddings import _pykeen; "
+        "models, _, _ = _pykeen(); print(models.TransE.__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("TransE"), done.stderr[-2000:]

@@ -151,9 +151,27 @@ def train_embeddings(triples: Sequence[tuple[str, str, str]], config: EmbeddingC
 
 def _pykeen():
     try:
+        import class_resolver.api as resolver_api
+    except ImportError:
+        raise ConfigError(f"knowledge-graph embeddings need PyKEEN: {INSTALL_HINT}") from None
+    # PyKEEN's import indexes every loaded subclass of torch's Optimizer by name. class_resolver drops
+    # classes of other packages by comparing each with its direct parent, not with the base, so once
+    # bitsandbytes is imported (peft and 4-bit loading import it) its RMSprop collides with torch's and
+    # the import fails. While PyKEEN imports, keep only subclasses from the base's own package.
+    original = resolver_api.get_subclasses
+
+    def same_package(cls, *args, exclude_external: bool = True, **kwargs):
+        found = original(cls, *args, exclude_external=exclude_external, **kwargs)
+        top = cls.__module__.split(".")[0]
+        return (sub for sub in found if not exclude_external or sub.__module__.split(".")[0] == top)
+
+    resolver_api.get_subclasses = same_package
+    try:
         return tuple(importlib.import_module(f"pykeen.{name}") for name in ("models", "triples", "training"))
     except ImportError:
         raise ConfigError(f"knowledge-graph embeddings need PyKEEN: {INSTALL_HINT}") from None
+    finally:
+        resolver_api.get_subclasses = original
 
 
 def cached_embeddings(prepared_dir, config: EmbeddingConfig = EmbeddingConfig()) -> Embeddings:
