@@ -109,14 +109,23 @@ def test_missing_extra_names_the_install_command(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_pykeen)
-    monkeypatch.setattr(kge.importlib, "import_module", lambda name: no_pykeen(name))
+    real_import_module = kge.importlib.import_module  # the importlib module itself: patch pykeen's names only
+    monkeypatch.setattr(
+        kge.importlib,
+        "import_module",
+        lambda name, *a, **k: no_pykeen(name) if name.startswith("pykeen") else real_import_module(name, *a, **k),
+    )
     with pytest.raises(ConfigError, match=r"pip install 'promptrec\[kg\]'"):
         train_embeddings([("item:1", "director", "director:d")], SMALL)
 
 
 def test_missing_extra_is_a_one_line_error_with_exit_2(monkeypatch, tmp_path, capsys):
-    def no_pykeen(name):
-        raise ImportError(f"No module named {name!r}")
+    real_import_module = kge.importlib.import_module  # the importlib module itself: patch pykeen's names only
+
+    def no_pykeen(name, *args, **kwargs):
+        if name.startswith("pykeen"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import_module(name, *args, **kwargs)
 
     monkeypatch.setattr(kge.importlib, "import_module", no_pykeen)
     assert prepare_status(tmp_path / "out", "--kg-rank-by", "embedding") == 2
