@@ -63,27 +63,24 @@ class Retriever:
 
 
 class KGScores:
-    """Cosine of each item's KG embedding to the mean unit vector of the user's liked items."""
+    """Cosine of each item's KG embedding to the profile of the user's liked items (`Embeddings.profile`)."""
 
     def __init__(self, interactions: list[dict], item_ids: list[str], embeddings: Embeddings, threshold: float = 3.0):
+        self.embeddings = embeddings
         rows = [embeddings.index.get(item_label(item)) for item in item_ids]
         dim = embeddings.unit.shape[1]
         # (items, dim): unit vectors; zero rows for items the graph does not know (they score 0)
         self.unit = np.stack([embeddings.unit[row] if row is not None else np.zeros(dim) for row in rows])
-        self.index = {item: i for i, item in enumerate(item_ids)}
-        self.liked: dict[str, list[int]] = {}
-        self.seen: dict[str, list[int]] = {}
+        self.liked: dict[str, list[str]] = {}
+        self.seen: dict[str, list[str]] = {}
         for x in interactions:
-            position = self.index[x["item_id"]]
-            self.seen.setdefault(x["user_id"], []).append(position)
+            self.seen.setdefault(x["user_id"], []).append(x["item_id"])
             if x.get("rating") is None or x["rating"] > threshold:
-                self.liked.setdefault(x["user_id"], []).append(position)
+                self.liked.setdefault(x["user_id"], []).append(x["item_id"])
 
     def scores(self, user_id: str) -> np.ndarray:
-        rows = self.liked.get(user_id) or self.seen.get(user_id, [])
-        profile = self.unit[rows].mean(axis=0)  # (dim,)
-        norm = np.linalg.norm(profile)
-        return self.unit @ (profile / norm) if norm > 0 else np.zeros(len(self.unit))  # (items,)
+        profile = self.embeddings.profile(self.liked.get(user_id) or self.seen.get(user_id, []))  # (dim,) or None
+        return self.unit @ profile if profile is not None else np.zeros(len(self.unit))  # (items,)
 
 
 def build_candidates(catalog: Catalog, split: str, config: CandidateConfig) -> tuple[list[dict], dict]:

@@ -111,17 +111,19 @@ class Embeddings:
         return None if row is None else self.vectors[row]
 
     def profile(self, item_ids: Iterable) -> np.ndarray | None:
-        """Mean unit vector of the items that have one (None when none has)."""
+        """The items' mean unit vector scaled to unit length: the direction every cosine here is taken to
+        (None when no item has a vector, or their vectors cancel out)."""
         rows = [self.index[label] for label in map(item_label, item_ids) if label in self.index]
-        return self.unit[rows].mean(axis=0) if rows else None
+        if not rows:
+            return None
+        mean = self.unit[rows].mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else None
 
     def similarity(self, item_id, profile: np.ndarray | None) -> float | None:
-        """Cosine of the item's vector and a profile (None when either is missing)."""
+        """Cosine of the item's vector and a `profile` (None when either is missing)."""
         row = self.index.get(item_label(item_id))
-        if row is None or profile is None:
-            return None
-        norm = float(np.linalg.norm(profile))
-        return float(self.unit[row] @ profile / norm) if norm > 0 else None
+        return None if row is None or profile is None else float(self.unit[row] @ profile)
 
 
 def train_embeddings(triples: Sequence[tuple[str, str, str]], config: EmbeddingConfig = EmbeddingConfig()):

@@ -253,9 +253,8 @@ class _Relevance(dict):
 
 def _relevance(graph: KnowledgeGraph, history: Sequence[Mapping], embeddings) -> dict | None:
     """None (rarity order) where no liked history item has a vector."""
-    profile = embeddings.profile(str(h["item_id"]) for h in history if h.get("liked"))  # (dim,) or None
-    norm = 0.0 if profile is None else float((profile * profile).sum()) ** 0.5
-    return None if norm == 0 else _Relevance(graph, embeddings, profile / norm)
+    profile = embeddings.profile(str(h["item_id"]) for h in history if h.get("liked"))  # (dim,) unit, or None
+    return None if profile is None else _Relevance(graph, embeddings, profile)
 
 
 def _relevance_key(graph: KnowledgeGraph, relevance: dict):
