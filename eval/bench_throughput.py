@@ -22,7 +22,7 @@ import json
 import time
 
 import numpy as np
-import torch
+from bench_rank import forward_throughput  # eval/ is on sys.path when this script runs
 from sklearn.metrics import roc_auc_score
 
 from promptrec.lm.config import ModelConfig
@@ -32,16 +32,6 @@ from promptrec.lm.training import TrainConfig, add_lora, batch_loss, enable_chec
 from promptrec.protocols.shots import select_examples
 from promptrec.protocols.splits import load_split
 from promptrec.templates.template import load_template
-
-
-def forward_roof(model, length: int, batch: int, repeats: int) -> float:
-    ids = torch.randint(100, 1000, (batch, length))
-    with torch.no_grad():
-        model(input_ids=ids, logits_to_keep=1)  # warm-up
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(input_ids=ids, logits_to_keep=1)
-    return repeats * batch * length / (time.perf_counter() - start)
 
 
 def train_tokens_per_s(model, tokenizer, template, sequences, labels, checkpointing: bool) -> float:
@@ -82,9 +72,7 @@ def main() -> None:
         scorer = Scorer(model, tokenizer, template, score_batch_size=args.score_batch_size)
         sequences = [scorer.encode(example) for example in examples]
         tokens, length = sum(map(len, sequences)), int(np.mean([len(s) for s in sequences]))
-        roof = forward_roof(
-            model, length, args.score_batch_size, repeats=max(1, args.examples // args.score_batch_size)
-        )
+        roof = forward_throughput(model, length, args.score_batch_size, max(1, args.examples // args.score_batch_size))
         start = time.perf_counter()
         scores = scorer.score(examples)
         evaluate = tokens / (time.perf_counter() - start)
