@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from promptrec.protocols.prepare import prepare_movielens
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -107,6 +109,14 @@ def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory) -> Path:
+    """The tiny MovieLens sample (tests/data/mini-ml) prepared with 3-item histories (test_training, test_mixture)."""
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_movielens(Path(__file__).parent / "data" / "mini-ml", out, history_len=3)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 import json
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,18 +14,8 @@ from promptrec.jobs.evaluate import EvalConfig, evaluate
 from promptrec.lm.adapter import RUN_RECORD, Adapter, template_name_for
 from promptrec.lm.training import TrainConfig, WideSettings, train, train_tasks
 from promptrec.protocols.mixture import TaskPools, TaskSpec, draw_tasks, shot_counts, split_by_weight
-from promptrec.protocols.prepare import prepare_movielens
 from promptrec.protocols.splits import load_split
 from tests.test_training import tiny_config as training_config
-
-MINI_ML = Path(__file__).parent / "data" / "mini-ml"
-
-
-@pytest.fixture(scope="module")
-def prepared_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("prepared")
-    prepare_movielens(MINI_ML, out, history_len=3)
-    return out
 
 
 def tiny_config(tiny_model_dir, **overrides) -> TrainConfig:

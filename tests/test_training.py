@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -20,17 +19,6 @@ from promptrec.lm.training import LoraSettings, TrainConfig, train
 from promptrec.protocols.shots import sample_shots
 from promptrec.protocols.splits import load_split
 from promptrec.templates.template import load_template
-
-MINI_ML = Path(__file__).parent / "data" / "mini-ml"
-
-
-@pytest.fixture(scope="module")
-def prepared_dir(tmp_path_factory):
-    from promptrec.protocols.prepare import prepare_movielens
-
-    out = tmp_path_factory.mktemp("prepared")
-    prepare_movielens(MINI_ML, out, history_len=3)
-    return out
 
 
 def pool(n, positives):
