@@ -15,7 +15,6 @@ starts; a program that embeds promptrec can call it too, or leave its allocator 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_MMAP_THRESHOLD = -3  # mallopt() parameter number, from glibc's malloc.h
 MMAP_THRESHOLD_BYTES = 1 << 20  # larger blocks get their own mapping (chosen in eval/bench_memory.py)
@@ -23,10 +22,10 @@ MMAP_THRESHOLD_BYTES = 1 << 20  # larger blocks get their own mapping (chosen in
 
 def release_large_buffers(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Fix glibc malloc's mmap threshold for this process; False where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # The process's own symbols: the C library is already loaded, and ctypes.util.find_library
+        # would run ldconfig in a subprocess (~8 ms on every command's start).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):  # musl, macOS, Windows: their allocators behave otherwise
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes))
