@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from promptrec.core.files import read_jsonl
+from promptrec.jobs.sweep import read_predictions
+from promptrec.metrics.summary import mean_std
 
 COLUMNS = {  # column -> (where, score key); {seed} and {t} are filled in
     "hybrid": ("embedded/{t}/{shots}shot-seed{seed}/eval/predictions.jsonl", "score"),
@@ -31,8 +32,7 @@ COLUMNS = {  # column -> (where, score key); {seed} and {t} are filled in
 def scores(path: Path, key: str) -> dict[str, tuple[int, float]] | None:
     if not path.exists():
         return None
-    rows = read_jsonl(path, "rerun the experiment: its predictions are rewritten")
-    return {row["example_id"]: (int(row["label"]), float(row[key])) for _, row in rows}
+    return {row["example_id"]: (int(row["label"]), float(row[key])) for row in read_predictions(path)}
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
             aucs[column].append(roc_auc_score(labels, values))
             cells.append(f"{aucs[column][-1]:.4f}")
         print(f"| {seed} | " + " | ".join(cells) + " |")
-    means = [f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else "" for v in aucs.values()]
+    means = ["{:.4f} ± {:.4f}".format(*mean_std(v)) if len(v) > 1 else "" for v in aucs.values()]
     print("| mean ± std | " + " | ".join(means) + " |")
     ensemble = []
     for column in COLUMNS:
