@@ -48,10 +48,6 @@ KG_CANDIDATES = {
 KG_FEATURES = ("kg_liked_similarity", "kg_disliked_similarity")
 
 
-def varies(examples, name: str) -> bool:
-    return len({value for value in (FEATURES[name](ex) for ex in examples) if value is not None}) > 1
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="+", help="prepared dirs with train and valid splits")
@@ -81,7 +77,7 @@ def main() -> None:
                 names = available_features(shots, [f for f in features if f not in KG_FEATURES], share)
                 # The KG similarities are None where a shot has no liked (disliked) history; the wide
                 # part fills those with the shots' mean, so they are kept wherever they vary.
-                names += [f for f in features if f in KG_FEATURES and varies(shots, f)]
+                names += available_features(shots, [f for f in features if f in KG_FEATURES], min_present=0)
                 wide = fit_wide(shots, [ex["label"] for ex in shots], names, l2=1.0)
                 aucs.append(roc_auc_score(labels, wide.logits(valid)))
             means[name, share].append(float(np.mean(aucs)))

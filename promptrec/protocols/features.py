@@ -20,12 +20,18 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _stat(name: str) -> Callable[[dict], float | None]:
+def _number(section: str, name: str) -> Callable[[dict], float | None]:
+    """Reads example[section][name] when it is a finite number."""
+
     def read(example: dict) -> float | None:
-        value = (example.get("stats") or {}).get(name)
+        value = (example.get(section) or {}).get(name)
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     return read
+
+
+def _stat(name: str) -> Callable[[dict], float | None]:
+    return _number("stats", name)
 
 
 def _log_count(name: str) -> Callable[[dict], float | None]:
@@ -53,14 +59,6 @@ def history_length(example: dict) -> float | None:
     return float(len(history)) if isinstance(history, list) else None
 
 
-def _kg_similarity(side: str) -> Callable[[dict], float | None]:
-    def read(example: dict) -> float | None:
-        value = (example.get("kg_similarity") or {}).get(side)
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-    return read
-
-
 FEATURES: dict[str, Callable[[dict], float | None]] = {
     "history_like_fraction": history_like_fraction,  # liked / shown history items
     "history_mean_rating": history_mean_rating,  # mean stars of the shown history
@@ -71,8 +69,8 @@ FEATURES: dict[str, Callable[[dict], float | None]] = {
     "history_length": history_length,  # items shown (varies in imported or next-item data)
     # cosine of the target's KG embedding to the mean of the liked / disliked history items'; present
     # only on examples annotated by `knowledge.embeddings.annotate_similarities`
-    "kg_liked_similarity": _kg_similarity("liked"),
-    "kg_disliked_similarity": _kg_similarity("disliked"),
+    "kg_liked_similarity": _number("kg_similarity", "liked"),
+    "kg_disliked_similarity": _number("kg_similarity", "disliked"),
 }
 
 
