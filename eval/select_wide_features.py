@@ -29,7 +29,7 @@ from promptrec.protocols.shots import sample_shots, select_examples
 from promptrec.protocols.splits import load_split
 
 CANDIDATES = {
-    "all": tuple(name for name in FEATURES if not name.startswith("kg_")),  # every registry feature (no KG)
+    "all": tuple(name for name in FEATURES if not name.startswith(("kg_", "knn_"))),  # the stats and history features
     "rates": ("history_like_fraction", "history_mean_rating", "item_like_rate", "user_like_rate"),
     "rates+item_count": (
         "history_like_fraction", "history_mean_rating", "item_like_rate", "user_like_rate", "log_item_ratings",
@@ -39,6 +39,10 @@ CANDIDATES = {
     ),
 }  # fmt: skip
 RATES = CANDIDATES["rates"]
+CANDIDATES |= {
+    "rates+knn": (*RATES, "knn_liked_similarity", "knn_disliked_similarity"),  # item-kNN to the history
+    "rates+knn_liked": (*RATES, "knn_liked_similarity"),
+}
 KG_CANDIDATES = {
     "rates+kg": (*RATES, "kg_liked_similarity", "kg_disliked_similarity"),
     "rates+kg_liked": (*RATES, "kg_liked_similarity"),

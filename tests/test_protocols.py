@@ -86,6 +86,7 @@ def test_example_schema(mini_splits):
         "item",
         "stats",
         "history",
+        "knn",
     }
     assert example["user"] == {
         "user_id": "7",

@@ -41,7 +41,7 @@ INTERACTIONS_FILE = "interactions.jsonl"
 
 
 # Keys of a split example that describe its target item; a candidate example replaces them.
-ITEM_KEYS = ("item_id", "item", "label", "rating", "example_id", "kg")
+ITEM_KEYS = ("item_id", "item", "label", "rating", "example_id", "kg", "knn")
 
 
 def _user_sequences(interactions: list[Interaction]) -> dict[str, list[Interaction]]:
@@ -241,6 +241,7 @@ class CandidateExamples:
             label=int(item_id == context["item_id"]),
             stats=self._prior.before("item", item_id, context["timestamp"])
             | self._prior.before("user", context["user_id"], context["timestamp"]),
+            knn=self._prior.history_similarity(item_id, context["history"], context["timestamp"]),
         )
         if self._graph is not None:
             example["kg"] = select_facts(

@@ -14,6 +14,8 @@ from promptrec import __version__
 from promptrec.core.errors import ConfigError, DataError
 from promptrec.core.files import file_sha256
 from promptrec.data.dataset import Dataset, Interaction
+from promptrec.protocols.co_ratings import SECTION as SIMILARITY_SECTION
+from promptrec.protocols.co_ratings import CoRatings
 
 # Keys a history entry adds beside an item's attributes; a same-named attribute would be lost.
 HISTORY_KEYS = ("item_id", "title", "rating", "liked", "timestamp")
@@ -135,10 +137,13 @@ class PriorStats:
     """Leak-free popularity facts: counts and like-rates from interactions strictly before a time.
 
     Templates may state them plainly ("viewers liked this movie 72% of the time"); only ratings
-    with an earlier timestamp count, so no example sees its own label or the future.
+    with an earlier timestamp count, so no example sees its own label or the future. The same rule
+    gives the item-kNN similarity of a target to the history (`co_ratings`).
     """
 
     def __init__(self, interactions: list[Interaction], like_threshold: float):
+        ratings = ((x.user_id, x.item_id, x.timestamp, is_liked(x, like_threshold)) for x in interactions)
+        self.co_ratings = CoRatings(ratings)
         self._by_key: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         grouped: dict[tuple[str, str], list[tuple[int, int]]] = {}
         for x in interactions:
@@ -157,11 +162,25 @@ class PriorStats:
         rate = round(cumulative[count] / count, 4) if count else None
         return {f"{kind}_num_ratings": count, f"{kind}_like_rate": rate}
 
+    def history_similarity(self, item_id: str, history: list[dict], timestamp: int) -> dict:
+        """The example's `knn` section: mean item-kNN cosine of the target to its liked / disliked history."""
+        pairs = [(str(h["item_id"]), bool(h.get("liked"))) for h in history if isinstance(h, dict) and "item_id" in h]
+        return self.co_ratings.history_similarity(item_id, pairs, timestamp)
+
 
 def example_record(dataset: Dataset, example_id: str, history, target, like_threshold, prior: PriorStats) -> dict:
     user = dataset.users.get(target.user_id)
     if user is None:
         raise DataError(f"user {target.user_id!r} has interactions but no user record; add it to the user table")
+    shown = [
+        {
+            **item_record(dataset, past.item_id),
+            "rating": past.rating,
+            "liked": is_liked(past, like_threshold),
+            "timestamp": past.timestamp,
+        }
+        for past in history
+    ]
     return {
         "example_id": example_id,
         "user_id": target.user_id,
@@ -173,15 +192,8 @@ def example_record(dataset: Dataset, example_id: str, history, target, like_thre
         "item": item_record(dataset, target.item_id),
         "stats": prior.before("item", target.item_id, target.timestamp)
         | prior.before("user", target.user_id, target.timestamp),
-        "history": [
-            {
-                **item_record(dataset, past.item_id),
-                "rating": past.rating,
-                "liked": is_liked(past, like_threshold),
-                "timestamp": past.timestamp,
-            }
-            for past in history
-        ],
+        "history": shown,
+        SIMILARITY_SECTION: prior.history_similarity(target.item_id, shown, target.timestamp),
     }
 
 
