@@ -1,5 +1,6 @@
 """Item-kNN similarity of a target to the history: brute-force cosines, strictly earlier ratings only."""
 
+import json
 import math
 from pathlib import Path
 
@@ -78,3 +79,54 @@ def test_rank_time_candidates_get_the_same_rule(tmp_path):
         assert example["knn"]["liked"] == pytest.approx(round(sum(liked) / len(liked), 6) if liked else None)
         known += bool(liked)
     assert known, "the mini data must exercise at least one known cosine"
+
+
+@pytest.mark.parametrize("protocol", ["tallrec", "global-time"])
+def test_a_history_pool_keeps_the_examples_and_picks_the_most_similar(protocol):
+    from promptrec.protocols.global_time import build_global_time_examples
+
+    dataset = load_movielens(MINI)
+    ratings = [(x.user_id, x.item_id, x.timestamp, x.rating > 3) for x in dataset.interactions]
+
+    def build(pool):
+        if protocol == "tallrec":
+            return build_tallrec_examples(dataset, history_len=2, history_pool=pool)
+        return build_global_time_examples(dataset, history_len=2, history_pool=pool)[0]
+
+    last, relevant = build(0), build(6)
+    changed = 0
+    for split in last:
+        assert [(x["example_id"], x["item_id"], x["label"]) for x in last[split]] == [
+            (x["example_id"], x["item_id"], x["label"]) for x in relevant[split]
+        ]
+        for example in relevant[split]:
+            user = sorted(
+                (x for x in dataset.interactions if x.user_id == example["user_id"]), key=lambda x: x.timestamp
+            )
+            before = [x for x in user if x.timestamp < example["timestamp"]] if protocol == "global-time" else None
+            shown = [(h["item_id"], h["timestamp"]) for h in example["history"]]
+            assert len(shown) == 2 and shown == sorted(shown, key=lambda pair: pair[1])  # time order
+            if before is not None:  # the pool is the user's last 6 strictly before the target
+                pool = [x.item_id for x in before[-6:]]
+                assert all(item in pool for item, _ in shown)
+
+                cosines = {item: brute_cosine(ratings, example["item_id"], item, example["timestamp"]) for item in pool}
+                known = {item: -2.0 if value is None else value for item, value in cosines.items()}
+                unchosen = [item for item in pool if item not in {i for i, _ in shown}]
+                assert min(known[i] for i, _ in shown) >= max((known[i] for i in unchosen), default=-2.0) - 1e-9
+        changed += sum(a["history"] != b["history"] for a, b in zip(last[split], relevant[split]))
+    assert changed, "a pool larger than the history must change some history on the mini data"
+
+
+def test_history_pool_mistakes_fail_with_the_fix(tmp_path, capsys):
+    from promptrec.cli.main import main
+
+    source = ["data", "prepare", "movielens", "--source", str(MINI), "--history-len", "2"]
+    assert main([*source, "--history-pool", "2", "--out", str(tmp_path / "a")]) == 2
+    assert "must exceed history_len 2" in capsys.readouterr().err
+    assert main([*source, "--history-pool", "6", "--protocol", "next-item", "--out", str(tmp_path / "b")]) == 2
+    assert "--history-pool works with the tallrec and global-time protocols" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main([*source, "--history-pool", "6", "--out", str(tmp_path / "c")]) == 0
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["parameters"]["history_pool"] == 6

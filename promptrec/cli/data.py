@@ -17,7 +17,14 @@ from promptrec.core.errors import ConfigError
 from promptrec.core.files import write_json
 from promptrec.data.amazon import load_amazon
 from promptrec.knowledge.graph import RANKINGS, Budget, KnowledgeSpec, knowledge_warnings
-from promptrec.protocols.prepare import PROTOCOLS, load_warnings, prepare_dataset, prepare_movielens, prepare_table
+from promptrec.protocols.prepare import (
+    PROTOCOLS,
+    check_pool_protocol,
+    load_warnings,
+    prepare_dataset,
+    prepare_movielens,
+    prepare_table,
+)
 from promptrec.protocols.splits import check_out_dir
 from promptrec.protocols.tallrec_import import import_tallrec
 
@@ -68,6 +75,14 @@ def add_parser(sub) -> None:
             "same examples, all ratings on one timeline cut 80/10/10; next-item: leave-one-out for "
             "candidates/rank; search: product search with category-path queries (needs item categories or brand)",
         )
+        source.add_argument(
+            "--history-pool",
+            type=int,
+            default=0,
+            metavar="N",
+            help="tallrec and global-time: the history is the --history-len items of the user's last N most similar "
+            "to the target (item-kNN over earlier ratings, as in ReLLa), in time order; 0 (default): the last items",
+        )
         _add_knowledge_flags(source)
         source.set_defaults(handler=data_prepare)
     _add_import_parser(verbs)
@@ -100,12 +115,15 @@ def data_import(args) -> int:
 def data_prepare(args) -> int:
     out = resolve_path(args.out)
     check_out_dir(out, args.overwrite)  # before loading: a refused --out costs nothing
+    check_pool_protocol(args.protocol, args.history_pool)
     if args.source_kind == "amazon":
         manifest = _prepare_amazon(args)
     elif args.source_kind == "movielens":
         knowledge = _knowledge_spec(args)
         source = resolve_path(args.source)
-        manifest = prepare_movielens(source, out, args.history_len, args.max_examples, args.protocol, knowledge)
+        manifest = prepare_movielens(
+            source, out, args.history_len, args.max_examples, args.protocol, knowledge, args.history_pool
+        )
     else:
         manifest = prepare_table(
             args.interactions,
@@ -116,6 +134,7 @@ def data_prepare(args) -> int:
             max_examples=args.max_examples,
             protocol=args.protocol,
             knowledge=_knowledge_spec(args),
+            history_pool=args.history_pool,
         )
     counts = ", ".join(f"{name} {info['num_examples']}" for name, info in manifest["splits"].items())
     print(f"wrote {args.out}: {counts}")
@@ -147,7 +166,9 @@ def _prepare_amazon(args) -> dict:
         print(f"promptrec: warning: {line}", file=sys.stderr)
     out = resolve_path(args.out)
     knowledge = _knowledge_spec(args)
-    manifest = prepare_dataset(dataset, out, args.protocol, args.history_len, 3.0, args.max_examples, knowledge)
+    manifest = prepare_dataset(
+        dataset, out, args.protocol, args.history_len, 3.0, args.max_examples, knowledge, args.history_pool
+    )
     write_json(out / "load_report.json", report.to_dict())
     rates = ", ".join(f"{name} {info['positive_rate']}" for name, info in manifest["splits"].items())
     rule = "rating > 3" if args.protocol in ("tallrec", "global-time") else "label 1"

@@ -57,3 +57,18 @@ class CoRatings:
             "liked": round(sum(cosines[True]) / len(cosines[True]), 6) if cosines[True] else None,
             "disliked": round(sum(cosines[False]) / len(cosines[False]), 6) if cosines[False] else None,
         }
+
+    def most_similar(self, item_id: str, pool: list[str], size: int, timestamp: int) -> list[int]:
+        """Positions in `pool` of the `size` items most similar to `item_id` (before `timestamp`), in pool order.
+
+        ReLLa's "semantic user behaviour retrieval" with collaborative similarity: a history chosen for
+        its relevance to the candidate instead of its recency. An unknown cosine ranks below every
+        known one; ties go to the later (more recent) position.
+        """
+        if len(pool) <= size:
+            return list(range(len(pool)))
+        keyed = []
+        for position, other in enumerate(pool):
+            value = self.cosine(item_id, other, timestamp) if other != item_id else None
+            keyed.append((value is not None, value if value is not None else 0.0, position))
+        return sorted(position for *_, position in sorted(keyed, reverse=True)[:size])

@@ -18,8 +18,11 @@ from promptrec.protocols.tallrec import (
     check_attribute_names,
     check_fractions,
     check_history_len,
+    check_history_pool,
     example_record,
+    pool_parameter,
     protocol_record,
+    select_history,
     split_bounds,
 )
 
@@ -31,6 +34,7 @@ def build_global_time_examples(
     history_len: int = 10,
     like_threshold: float = 3.0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    history_pool: int = 0,
 ) -> tuple[dict[str, list[dict]], dict]:
     """(splits, counts): every user's ratings on one timeline, cut into train/valid/test.
 
@@ -40,9 +44,11 @@ def build_global_time_examples(
     its timestamp, as TALLRec requires a full window; its history is the last `history_len` of
     them, oldest first. Same-second interactions of one user are never each other's history, so
     no history holds anything at or after its example's time, and `stats` count only earlier
-    interactions. Each split's examples are in time order.
+    interactions. Each split's examples are in time order. With `history_pool`, the history is the
+    `history_len` most similar to the target among the user's last `history_pool` (`select_history`).
     """
     check_history_len(history_len)
+    check_history_pool(history_pool, history_len)
     check_fractions(fractions)
     check_attribute_names(dataset)
     timeline = sorted(dataset.interactions, key=lambda x: x.timestamp)  # stable: ties keep file order
@@ -53,9 +59,10 @@ def build_global_time_examples(
     for split, (start, end) in split_bounds(len(timeline), fractions).items():
         examples = []
         for target in timeline[start:end]:
-            history = earlier.last_before(target, history_len)
-            if len(history) == history_len:
+            pool = earlier.last_before(target, max(history_len, history_pool))
+            if len(pool) >= history_len:
                 example_id = f"{split}-{len(examples):05d}"
+                history = select_history(prior, pool, target, history_len)
                 examples.append(example_record(dataset, example_id, history, target, like_threshold, prior))
         splits[split] = examples
         counts[split] = {
@@ -88,7 +95,8 @@ class _UserTimelines:
         return self._events[target.user_id][max(0, count - size) : count]
 
 
-def global_time_protocol(dataset: Dataset, history_len, like_threshold, fractions, counts: dict) -> dict:
+def global_time_protocol(dataset: Dataset, history_len, like_threshold, fractions, counts, history_pool=0) -> dict:
     """The manifest's protocol record, with each split's interaction counts and time span."""
     parameters = {"history_len": history_len, "like_threshold": like_threshold, "fractions": list(fractions)}
+    parameters |= pool_parameter(history_pool)
     return protocol_record(PROTOCOL, dataset, parameters) | {"counts": counts}

@@ -44,18 +44,21 @@ def prepare_dataset(
     like_threshold: float = 3.0,
     max_examples: int = 10000,
     knowledge=None,
+    history_pool: int = 0,
 ) -> dict:
     """Write `dataset` prepared under `protocol` into `out_dir`, replacing a prepared dir there.
 
     `max_examples` applies to the tallrec protocol only; the others keep every example.
+    `history_pool` (tallrec and global-time): choose the history by relevance among that many.
     """
+    check_pool_protocol(protocol, history_pool)
     if protocol == "tallrec":
-        splits = build_tallrec_examples(dataset, history_len, like_threshold, max_examples, FRACTIONS)
-        record = tallrec_protocol(dataset, history_len, like_threshold, max_examples, FRACTIONS)
+        splits = build_tallrec_examples(dataset, history_len, like_threshold, max_examples, FRACTIONS, history_pool)
+        record = tallrec_protocol(dataset, history_len, like_threshold, max_examples, FRACTIONS, history_pool)
         return _write(dataset, out_dir, splits, record, knowledge)
     if protocol == "global-time":
-        splits, counts = build_global_time_examples(dataset, history_len, like_threshold, FRACTIONS)
-        record = global_time_protocol(dataset, history_len, like_threshold, FRACTIONS, counts)
+        splits, counts = build_global_time_examples(dataset, history_len, like_threshold, FRACTIONS, history_pool)
+        record = global_time_protocol(dataset, history_len, like_threshold, FRACTIONS, counts, history_pool)
         return _write(dataset, out_dir, splits, record, knowledge)
     if protocol == "next-item":  # rank-time candidate examples get the same KG facts (next_item.CandidateExamples)
         return prepare_next_item(dataset, out_dir, history_len, like_threshold, knowledge=knowledge)
@@ -68,12 +71,24 @@ def prepare_dataset(
     raise ConfigError(f"unknown protocol {protocol!r}; pick one of: {', '.join(PROTOCOLS)}")
 
 
+def check_pool_protocol(protocol: str, history_pool: int) -> None:
+    """A relevance-chosen history needs a protocol with one history per example (not per user)."""
+    if history_pool and protocol not in ("tallrec", "global-time"):
+        raise ConfigError(f"--history-pool works with the tallrec and global-time protocols, not {protocol!r}; drop it")
+
+
 def prepare_movielens(
-    source_dir, out_dir, history_len: int = 10, max_examples: int = 10000, protocol: str = "tallrec", knowledge=None
+    source_dir,
+    out_dir,
+    history_len: int = 10,
+    max_examples: int = 10000,
+    protocol: str = "tallrec",
+    knowledge=None,
+    history_pool: int = 0,
 ) -> dict:
     """Build splits from raw MovieLens-100K into `out_dir` under `protocol`; return the manifest."""
     dataset = load_movielens(source_dir)
-    return prepare_dataset(dataset, out_dir, protocol, history_len, 3.0, max_examples, knowledge)
+    return prepare_dataset(dataset, out_dir, protocol, history_len, 3.0, max_examples, knowledge, history_pool)
 
 
 def prepare_table(
@@ -86,7 +101,10 @@ def prepare_table(
     max_examples: int = 10000,
     protocol: str = "tallrec",
     knowledge=None,
+    history_pool: int = 0,
 ) -> dict:
     """Build splits from CSV/TSV/JSONL tables into `out_dir` under `protocol`; return the manifest."""
     dataset = load_interactions_table(interactions, items, users)
-    return prepare_dataset(dataset, out_dir, protocol, history_len, like_threshold, max_examples, knowledge)
+    return prepare_dataset(
+        dataset, out_dir, protocol, history_len, like_threshold, max_examples, knowledge, history_pool
+    )

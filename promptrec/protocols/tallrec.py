@@ -27,26 +27,37 @@ def build_tallrec_examples(
     like_threshold: float = 3.0,
     max_examples: int = 10000,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    history_pool: int = 0,
 ) -> dict[str, list[dict]]:
     """Split `dataset` into train/valid/test pointwise examples exactly as TALLRec does.
 
     Users are taken in order of first appearance; each user's interactions are stably sorted by
     timestamp; every interaction after the first `history_len` becomes a target with the
     `history_len` before it as history. The last `max_examples` are kept and cut by position.
+    With `history_pool` > `history_len`, the history is instead the `history_len` of the user's last
+    `history_pool` most similar to the target (`select_history`); the examples are the same ones.
     """
     check_history_len(history_len)
+    check_history_pool(history_pool, history_len)
     if not isinstance(max_examples, int) or max_examples < 1:
         raise ConfigError(f"max_examples must be a positive integer, got {max_examples!r}; TALLRec uses 10000")
     check_fractions(fractions)
     check_attribute_names(dataset)
-    windows = _history_windows(dataset.interactions, history_len)[-max_examples:]
+    windows = _history_windows(dataset.interactions, history_len, history_pool)[-max_examples:]
     bounds = split_bounds(len(windows), fractions)
     check_not_empty(dataset, history_len, len(windows), bounds)
     prior = PriorStats(dataset.interactions, like_threshold)
     return {
         split: [
-            example_record(dataset, f"{split}-{index:05d}", history, target, like_threshold, prior)
-            for index, (history, target) in enumerate(windows[start:end])
+            example_record(
+                dataset,
+                f"{split}-{index:05d}",
+                select_history(prior, pool, target, history_len),
+                target,
+                like_threshold,
+                prior,
+            )
+            for index, (pool, target) in enumerate(windows[start:end])
         ]
         for split, (start, end) in bounds.items()
     }
@@ -63,6 +74,25 @@ def split_bounds(count: int, fractions) -> dict[str, tuple[int, int]]:
 def check_history_len(history_len: int) -> None:
     if not isinstance(history_len, int) or history_len < 1:
         raise ConfigError(f"history_len must be a positive integer, got {history_len!r}; TALLRec uses 10")
+
+
+def check_history_pool(history_pool, history_len: int) -> None:
+    if not isinstance(history_pool, int) or isinstance(history_pool, bool) or history_pool < 0:
+        raise ConfigError(f"history_pool must be a non-negative integer, got {history_pool!r}; 0 keeps the last items")
+    if 0 < history_pool <= history_len:
+        raise ConfigError(
+            f"history_pool {history_pool} must exceed history_len {history_len} (it is the pool the history "
+            "is chosen from); raise it, or 0 for the last items"
+        )
+
+
+def select_history(prior: PriorStats, pool: list[Interaction], target: Interaction, size: int) -> list[Interaction]:
+    """The `size` of `pool` most similar to the target (item-kNN, ratings before its time), in time order.
+
+    A pool of `size` or fewer (every pool when no `history_pool` is set) is the history as it is.
+    """
+    keep = prior.co_ratings.most_similar(target.item_id, [x.item_id for x in pool], size, target.timestamp)
+    return [pool[i] for i in keep]
 
 
 def check_fractions(fractions) -> None:
@@ -114,8 +144,12 @@ def check_attribute_names(dataset: Dataset) -> None:
             )
 
 
-def _history_windows(interactions: list[Interaction], history_len: int):
-    """(history, target) pairs, users in first-appearance order, each user's in time order."""
+def _history_windows(interactions: list[Interaction], history_len: int, history_pool: int = 0):
+    """(history, target) pairs, users in first-appearance order, each user's in time order.
+
+    The history is the `history_len` before the target, or with a `history_pool` the up to
+    `history_pool` before it (the targets are the same either way: a full `history_len` first).
+    """
     by_user: dict[str, list[Interaction]] = {}  # dicts keep insertion = first-appearance order
     for interaction in interactions:
         by_user.setdefault(interaction.user_id, []).append(interaction)
@@ -123,7 +157,7 @@ def _history_windows(interactions: list[Interaction], history_len: int):
     for user_interactions in by_user.values():
         ordered = sorted(user_interactions, key=lambda x: x.timestamp)  # stable: ties keep file order
         for i in range(history_len, len(ordered)):
-            windows.append((ordered[i - history_len : i], ordered[i]))
+            windows.append((ordered[max(0, i - max(history_len, history_pool)) : i], ordered[i]))
     return windows
 
 
@@ -202,7 +236,7 @@ def item_record(dataset: Dataset, item_id: str) -> dict:
     return {"item_id": item.item_id, "title": item.title, **item.attributes}
 
 
-def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples, fractions) -> dict:
+def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples, fractions, history_pool=0) -> dict:
     """The manifest's protocol record: everything needed to rebuild the splits."""
     parameters = {
         "history_len": history_len,
@@ -210,7 +244,12 @@ def tallrec_protocol(dataset: Dataset, history_len, like_threshold, max_examples
         "max_examples": max_examples,
         "fractions": list(fractions),
     }
-    return protocol_record("tallrec", dataset, parameters)
+    return protocol_record("tallrec", dataset, parameters | pool_parameter(history_pool))
+
+
+def pool_parameter(history_pool: int) -> dict:
+    """The manifest's record of a relevance-chosen history; none for the last items (manifests unchanged)."""
+    return {"history_pool": history_pool, "history_by": "item-knn similarity to the target"} if history_pool else {}
 
 
 def protocol_record(name: str, dataset: Dataset, parameters: dict) -> dict:
