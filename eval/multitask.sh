@@ -8,7 +8,8 @@
 # Both sides: pure LLM (a mixture has no wide part, so wide.mode=off everywhere), same loss, epochs
 # (each shot seen num_epochs times), learning rate and seeds. Hours on CPU: run it where a GPU is.
 #   bash eval/multitask.sh [ML100K_DIR] [AMAZON_DIR] [RESULTS_DIR]
-# SHOTS, SEEDS, USERS (ranked users per task), LOSS change the grid.
+# SHOTS, SEEDS, USERS (ranked users per task), LIMIT (seeded ctr test examples, 0 = all), LOSS change
+# the grid. The README's CPU figures: SHOTS=32 SEEDS=0 USERS=50 LIMIT=300.
 set -euo pipefail
 ML=${1:-../shared/data/ml-100k}
 AMAZON=${2:-../shared/data/amazon-magazine_subscriptions}
@@ -16,6 +17,7 @@ OUT=${3:-eval/results/multitask}
 SHOTS=${SHOTS:-64}
 SEEDS=${SEEDS:-"0 1 2"}
 USERS=${USERS:-200}
+LIMIT=${LIMIT:-0}
 LOSS=${LOSS:-bce}
 TRAIN_SET=(--loss "$LOSS" --set num_epochs=4 --set valid_examples=0 --set learning_rate=1e-3 --set wide.mode=off)
 FILES=(--reviews "$AMAZON/Magazine_Subscriptions_5.json.gz" --meta "$AMAZON/meta_Magazine_Subscriptions.json.gz")
@@ -44,7 +46,7 @@ score() {  # score ADAPTER TASK NAME: the task's test metrics in $OUT/eval/NAME-
   local results="$OUT/eval/$3-$2"
   [ -f "$results/metrics.json" ] && return
   case $2 in
-    ctr) promptrec evaluate --data "$OUT/ctr" --adapter "$1" --template movie_rich --out "$results" > /dev/null ;;
+    ctr) promptrec evaluate --data "$OUT/ctr" --adapter "$1" --template movie_rich --limit "$LIMIT" --out "$results" > /dev/null ;;
     next) rank_and_evaluate "$1" movie_next "$OUT/next" "$OUT/cands-next.jsonl" "$results" ;;
     search) rank_and_evaluate "$1" product_search "$OUT/amazon-next" "$OUT/cands-search.jsonl" "$results" ;;
   esac

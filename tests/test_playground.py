@@ -79,7 +79,7 @@ def test_the_page_and_its_files_are_served(page):
         (edited("Answer:", "Answer: {{ oops"), 21, "Jinja syntax error", "Answer: {{ oops"),
         (edited("Answer:", "Answer: {{ budget }}"), None, "undeclared variable 'budget'", None),
         (edited("kind: pointwise", "kind: pointwise\nflavour: mild"), None, "unknown front-matter key 'flavour'", None),
-        (edited('version: "2"', "version: [2"), 4, "not valid YAML", None),  # YAML notices on the next line
+        (edited('version: "3"', "version: [2"), 4, "not valid YAML", None),  # YAML notices on the next line
     ],
 )
 def test_lint_reports_the_problem_with_its_body_line(page, text, line, message, source):
@@ -192,7 +192,7 @@ def test_save_writes_a_new_template_and_never_overwrites_unasked(page):
     status, saved = post(url, "/playground/api/save", {"name": "movie_next_mine", "text": text})
     assert status == 200 and Path(saved["path"]) == templates_dir.resolve() / "movie_next_mine.j2"
     assert Path(saved["path"]).read_text() == text and load_template(saved["path"]).name == "movie_next_mine"
-    changed = text.replace('version: "2"', 'version: "3"')
+    changed = text.replace('version: "3"', 'version: "4"')
     status, answer = post(url, "/playground/api/save", {"name": "movie_next_mine", "text": changed})
     assert status == 409 and "tick 'overwrite'" in answer["error"] and Path(saved["path"]).read_text() == text
     status, again = post(url, "/playground/api/save", {"name": "movie_next_mine", "text": changed, "overwrite": True})

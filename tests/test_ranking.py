@@ -87,6 +87,36 @@ def test_every_attention_path_gives_full_prompt_scores(model_and_tokenizer, next
     np.testing.assert_allclose(cached, scorer.score(examples), atol=1e-4)
 
 
+def test_block_attention_runs_for_packed_continuations_and_matches_the_dense_mask(
+    model_and_tokenizer, next_dir, monkeypatch
+):
+    """SDPA models take promptrec_packed's block attention (grouped heads), restored after the pass."""
+    from promptrec.lm import packed_attention
+
+    model, tokenizer = model_and_tokenizer
+    assert model.config.num_key_value_heads < model.config.num_attention_heads, "the test needs grouped heads"
+    layouts, real = [], packed_attention.packed_attention
+
+    def spy(module, query, *args, **kwargs):
+        layouts.append(packed_attention._LAYOUT.get())
+        return real(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(packed_attention, "packed_attention", spy)
+    packed_attention._register.cache_clear()  # register the spy under the same name
+    scorer = Scorer(model, tokenizer, load_template("movie_next"), candidates_per_pass=3)
+    examples = group(next_dir)
+    block, _ = scorer.score_group(examples)
+    assert model.config._attn_implementation == "sdpa", "the model's attention is restored after the pass"
+    assert layouts and all(layout is not None and len(layout[1]) <= 3 for layout in layouts)
+    with monkeypatch.context() as m:
+        m.setattr(packed_attention, "supports", lambda model: False)  # SDPA on the dense (query, key) mask
+        dense, _ = scorer.score_group(examples)
+    np.testing.assert_allclose(block, dense, atol=1e-5)
+    np.testing.assert_allclose(block, scorer.score(examples), atol=1e-4)
+    monkeypatch.undo()
+    packed_attention._register.cache_clear()
+
+
 def test_multi_token_answers_through_the_cache(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     from promptrec.lm.scoring import answer_ids

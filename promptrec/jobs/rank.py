@@ -41,9 +41,9 @@ class RankConfig:
     template: str | None = None  # None: the adapter's training template, else movie_next
     split: str = "test"  # whose contexts (history up to the held-out item) the prompts show
     top_k: int = 0  # items kept per user in the output; 0 keeps every candidate
-    candidates_per_pass: int = (
-        10  # packed into one forward pass after the prefix (~10 is fastest on CPU; raise on GPUs)
-    )
+    # packed into one forward pass after the prefix: 20 (a user's whole list) is fastest on CPU with
+    # block attention (`python eval/bench_rank.py --candidates-per-pass 10`: 9% slower)
+    candidates_per_pass: int = 20
     min_prefix_tokens: int = 8  # a shorter common prefix scores full prompts (no cache reuse)
     probabilities: bool = False  # also write sigmoid(score) per item (calibrated if trained with BCE)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -41,7 +41,7 @@ from promptrec.templates.template import load_template
 class ServeConfig:
     template: str | None = None  # None: the adapters' training template, else movie_next (as `rank`)
     split: str = "test"  # whose contexts a request's `user_id` stands for (as `rank --split`)
-    candidates_per_pass: int = 10  # as `rank`: the same packing gives the same scores
+    candidates_per_pass: int = 20  # as `rank`: the same packing gives the same scores
     min_prefix_tokens: int = 8  # as `rank`
     score_batch_size: int = 16  # prompts per forward pass of /v1/score (as `evaluate`)
     max_candidates: int = 200  # per /v1/rank request; more is a 422

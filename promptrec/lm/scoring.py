@@ -15,6 +15,7 @@ has no useful prefix and falls back to plain batched scoring.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -25,7 +26,9 @@ import numpy as np
 
 from promptrec.core.errors import TemplateError
 from promptrec.core.lazy import LazyModule
+from promptrec.lm import packed_attention
 from promptrec.lm.encoding import encode_prompt
+from promptrec.lm.packed_attention import packed_layout
 
 torch = LazyModule("torch")
 
@@ -277,14 +280,17 @@ def _packed_log_probs(model, cache, argument: str, prefix_len: int, rows, target
         mask = allowed
     positions = torch.tensor([prefix_len + k for length in lengths for k in range(length)])
     keep = [end - n + k for end, n in zip(ends, _kept(targets)) for k in range(n)]
-    logits = model(
-        input_ids=torch.tensor([[token for row in rows for token in row]], device=device),
-        attention_mask=mask[None, None].to(device),  # (1, 1, query, prefix + query)
-        position_ids=positions[None].to(device),
-        use_cache=True,
-        logits_to_keep=torch.tensor(keep, device=device),
-        **{argument: cache},
-    ).logits.float()[0]  # (kept positions, vocab)
+    # On SDPA, packed_layout computes only the prefix and per-continuation blocks of that mask
+    layout = packed_layout(model, prefix_len, lengths) if packed_attention.supports(model) else contextlib.nullcontext()
+    with layout:
+        logits = model(
+            input_ids=torch.tensor([[token for row in rows for token in row]], device=device),
+            attention_mask=mask[None, None].to(device),  # (1, 1, query, prefix + query)
+            position_ids=positions[None].to(device),
+            use_cache=True,
+            logits_to_keep=torch.tensor(keep, device=device),
+            **{argument: cache},
+        ).logits.float()[0]  # (kept positions, vocab)
     return list(torch.log_softmax(logits, dim=-1).split(_kept(targets)))
 
 
@@ -315,7 +321,7 @@ class Scorer:
     path runs exactly as without it.
     """
 
-    def __init__(self, model, tokenizer, template, score_batch_size: int = 8, candidates_per_pass: int = 10, wide=None):
+    def __init__(self, model, tokenizer, template, score_batch_size: int = 8, candidates_per_pass: int = 20, wide=None):
         self.model, self.tokenizer, self.template, self.wide = model, tokenizer, template, wide
         self.score_batch_size = score_batch_size  # prompts per forward pass (`score`)
         self.candidates_per_pass = candidates_per_pass  # continuations packed after a shared prefix (`score_group`)
