@@ -130,3 +130,22 @@ def test_history_pool_mistakes_fail_with_the_fix(tmp_path, capsys):
     assert main([*source, "--history-pool", "6", "--out", str(tmp_path / "c")]) == 0
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert manifest["parameters"]["history_pool"] == 6
+
+
+def test_rank_computes_similarities_only_for_templates_or_wide_parts_that_read_them(tmp_path):
+    from types import SimpleNamespace
+
+    from promptrec.jobs.rank import needs_similarity
+    from promptrec.protocols.prepare import prepare_movielens
+    from promptrec.templates.template import load_template
+
+    prepare_movielens(MINI, tmp_path / "next", history_len=3, protocol="next-item")
+    catalog = load_catalog(tmp_path / "next")
+    context = catalog.contexts("test")["7"]
+    assert "knn" not in CandidateExamples(catalog, similarity=False).build(context, "1")
+    assert "knn" in CandidateExamples(catalog).build(context, "1")
+    template = load_template("movie_next")
+    hybrid = SimpleNamespace(wide=SimpleNamespace(names=("item_like_rate", "knn_liked_similarity")))
+    plain = SimpleNamespace(wide=SimpleNamespace(names=("item_like_rate",)))
+    assert not needs_similarity(template, [None, plain])
+    assert needs_similarity(template, [plain, hybrid])

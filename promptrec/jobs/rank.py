@@ -32,6 +32,8 @@ from promptrec.lm.config import ModelConfig
 from promptrec.lm.distributed import gather_objects, process_state
 from promptrec.lm.ensemble import load_ensemble
 from promptrec.protocols.candidates import load_candidates
+from promptrec.protocols.co_ratings import SECTION as SIMILARITY_SECTION
+from promptrec.protocols.features import SIMILARITY_FEATURES
 from promptrec.protocols.next_item import CandidateExamples, load_catalog
 from promptrec.templates.template import load_template
 
@@ -180,7 +182,7 @@ def rank(
     adapters = open_adapters(adapter)
     ensemble_base_model(adapters)
     template = load_template(template_name_for(config.template, adapters, default="movie_next"))
-    contexts, builder = catalog.contexts(config.split), CandidateExamples(catalog)
+    contexts, builder = catalog.contexts(config.split), CandidateExamples(catalog, needs_similarity(template, adapters))
     first = candidates.rows[0]
     template.render(user_examples(builder, contexts, first)[0])  # a template/data mismatch fails before the model loads
     identity = _identity(config, template, candidates.sha256, adapters, data_dir)
@@ -207,6 +209,12 @@ def rank(
         record = json.loads(run_record_path(out_path).read_text())
         write_json(run_record_path(out_path), record | {"finished": summary, "config": to_dict(config)})
     return summary
+
+
+def needs_similarity(template, adapters) -> bool:
+    """Whether candidates need their item-kNN `knn` section: the template reads it or a wide part does."""
+    names = [name for a in adapters if a is not None and a.wide is not None for name in a.wide.names]
+    return SIMILARITY_SECTION in template.inputs or any(name in SIMILARITY_FEATURES for name in names)
 
 
 def _combine(stats: dict, state) -> dict:

@@ -24,7 +24,7 @@ from promptrec.core.errors import ConfigError, DataError, PromptrecError, first_
 from promptrec.core.files import read_text
 from promptrec.core.records import provenance, template_record
 from promptrec.jobs.batching import MicroBatcher
-from promptrec.jobs.rank import ranked_row, user_examples
+from promptrec.jobs.rank import needs_similarity, ranked_row, user_examples
 from promptrec.lm.adapter import ensemble_base_model, open_adapters, template_name_for
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.ensemble import load_ensemble
@@ -95,7 +95,8 @@ class Service:
         self.data_dir = Path(data_dir) if data_dir else None
         self.catalog = _next_item_catalog(self.data_dir) if self.data_dir else None
         self.contexts = self.catalog.contexts(config.split) if self.catalog else None
-        self.builder = CandidateExamples(self.catalog) if self.catalog else None
+        similarity = needs_similarity(self.template, self.adapters)
+        self.builder = CandidateExamples(self.catalog, similarity) if self.catalog else None
         self.ensemble = load_ensemble(
             config.model, self.adapters, self.template,
             candidates_per_pass=config.candidates_per_pass, score_batch_size=config.score_batch_size,

@@ -79,6 +79,8 @@ FEATURES: dict[str, Callable[[dict], float | None]] = {
 }
 
 
+SIMILARITY_FEATURES = ("knn_liked_similarity", "knn_disliked_similarity")  # read the `knn` section
+
 # The wide part's default features: the like-rates, without the counts. Chosen on validation data
 # (`python eval/select_wide_features.py data/ml100k data/ml100k-global`: mean valid AUC of the wide
 # part over 5 seeds x 64 shots, 0.7013 for these against 0.6914 for every feature; counts drift with

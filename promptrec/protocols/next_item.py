@@ -219,8 +219,10 @@ def _read_rows(path: Path) -> list[dict]:
 class CandidateExamples:
     """Builds the example a template renders for (user context, candidate item), stats included."""
 
-    def __init__(self, catalog: Catalog):
-        self.catalog = catalog
+    def __init__(self, catalog: Catalog, similarity: bool = True):
+        """`similarity=False` skips the item-kNN `knn` section (10 cosines per candidate): for callers whose
+        template and wide part read neither (`jobs.rank.needs_similarity`)."""
+        self.catalog, self.similarity = catalog, similarity
         self._graph = self._budget = self._embeddings = None
         if "knowledge" in catalog.manifest:  # prepared with --kg: candidates get facts like the splits did
             self._graph, self._budget = load_graph(catalog.data_dir), load_budget(catalog.data_dir)
@@ -241,8 +243,9 @@ class CandidateExamples:
             label=int(item_id == context["item_id"]),
             stats=self._prior.before("item", item_id, context["timestamp"])
             | self._prior.before("user", context["user_id"], context["timestamp"]),
-            knn=self._prior.history_similarity(item_id, context["history"], context["timestamp"]),
         )
+        if self.similarity:
+            example["knn"] = self._prior.history_similarity(item_id, context["history"], context["timestamp"])
         if self._graph is not None:
             example["kg"] = select_facts(
                 self._graph, item_id, example["history"], self._budget, self._embeddings, context.get("timestamp")
