@@ -152,6 +152,9 @@ def wide_overhead(model, tokenizer, args, examples: list[list[dict]]) -> dict:
         "score_group_hybrid_s": seconds["hybrid"],
         "wide_overhead": seconds["hybrid"] / seconds["plain"] - 1,
         "wide_logits_us_per_candidate": 1e6 * logits_seconds / len(flat),
+        # the wide part's own cost against a candidate's scoring time: what the ABAB wall-clock
+        # difference (within this machine's run-to-run noise) estimates
+        "wide_logit_share": logits_seconds / (seconds["plain"] / 2),
     }
 
 
@@ -273,7 +276,8 @@ def run(args, tmp: Path) -> None:
           f"runs {ceiling:.0f} tokens/s ({result['cached_tokens_per_s'] / ceiling:.0%} of it)")  # fmt: skip
     print(
         f"hybrid (shared prefix + wide part): {overhead['wide_overhead']:+.2%} time vs the same path without it "
-        f"({overhead['wide_logits_us_per_candidate']:.0f} us per candidate for the wide logit itself)"
+        f"({overhead['wide_logits_us_per_candidate']:.0f} us per candidate for the wide logit itself, "
+        f"{overhead['wide_logit_share']:.3%} of the scoring time)"
     )
     if args.peak_tflops:
         share = result["cached_tflops"] / args.peak_tflops
