@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One adapter for three tasks vs one adapter per task, at equal total shots (P5-style multi-task LoRA):
 #   ctr     MovieLens-100K, TALLRec split, movie_rich: AUC on the test split;
-#   next    MovieLens-100K next-item, movie_next: reranking a popularity retriever's top 20, NDCG@10;
+#   next    MovieLens-100K next-item, movie_next: reranking a popularity retriever's top 20 with the
+#           held-out movie forced in, NDCG@10;
 #   search  Amazon Magazine product search, product_search: reranking the query-overlap top 20, NDCG@10.
 # Per task, one adapter on SHOTS shots of that task (3 x SHOTS shots over three adapters); the mixture,
 # one adapter on 3 x SHOTS shots, weights 1:1:1 (SHOTS per task), scored on each task with its template.
@@ -32,8 +33,9 @@ prepare "$OUT/ctr" movielens --source "$ML"
 prepare "$OUT/next" movielens --source "$ML" --protocol next-item
 prepare "$OUT/amazon-next" amazon "${FILES[@]}" --protocol next-item --history-len 4  # search candidates
 prepare "$OUT/search" amazon "${FILES[@]}" --protocol search --history-len 4  # search shots (with queries)
+# the held-out movie is forced into each list (--include-target): every user measures the reranking
 [ -f "$OUT/cands-next.jsonl" ] || promptrec candidates --data "$OUT/next" --retriever popularity --num 20 \
-  --max-users "$USERS" --seed 0 --out "$OUT/cands-next.jsonl"
+  --include-target --max-users "$USERS" --seed 0 --out "$OUT/cands-next.jsonl"
 [ -f "$OUT/cands-search.jsonl" ] || promptrec candidates --data "$OUT/amazon-next" --retriever search --num 20 \
   --max-users "$USERS" --seed 0 --out "$OUT/cands-search.jsonl"
 

@@ -59,9 +59,11 @@ def candidates_command(args) -> int:
     rows, record = build_candidates(load_catalog(resolve_path(args.data)), args.split, config)
     write_candidates(rows, record, out, ranked)
     recall = record[f"recall_at_{config.num}"]
+    forced = "before the target was forced in; the reranker's ceiling is 1"
+    ceiling = forced if config.include_target else "the reranker's ceiling"
     print(
         f"wrote {args.out}: {len(rows)} users x {config.num} candidates ({config.retriever}); "
-        f"retriever Recall@{config.num} = {recall:.4f} (the reranker's ceiling); protocol in {protocol_path(args.out)}"
+        f"retriever Recall@{config.num} = {recall:.4f} ({ceiling}); protocol in {protocol_path(args.out)}"
     )
     return 0
 
