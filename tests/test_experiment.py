@@ -163,9 +163,21 @@ def prepared_amazon(tmp_path_factory):
     return out
 
 
-def test_committed_configs_load_and_plan(prepared, prepared_amazon):
+@pytest.fixture(scope="module")
+def prepared_kg(tmp_path_factory):
+    from promptrec.cli.main import main
+
+    imdb = Path(__file__).parent / "data" / "kg" / "auxiliary.txt"
+    out = tmp_path_factory.mktemp("experiment") / "kg"
+    assert main(["data", "prepare", "movielens", "--source", str(MINI_ML), "--out", str(out), "--history-len", "3",
+                 "--kg", f"imdb={imdb}"]) == 0  # fmt: skip
+    return out
+
+
+def test_committed_configs_load_and_plan(prepared, prepared_amazon, prepared_kg):
     for path in sorted((Path(__file__).parents[1] / "eval" / "configs").glob("*.yaml")):
-        data = prepared_amazon if "product_" in path.read_text() else prepared  # the data its templates render
+        text = path.read_text()  # the data its templates render
+        data = prepared_amazon if "product_" in text else prepared_kg if "movie_kg" in text else prepared
         config = load_experiment_config(path, [f"data={data}", "shots=0,4"])
         plan = plan_experiment(config, check_models=False)
         assert plan.cells, path
