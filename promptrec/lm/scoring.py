@@ -28,7 +28,6 @@ from promptrec.core.errors import TemplateError
 from promptrec.core.lazy import LazyModule
 from promptrec.lm import packed_attention
 from promptrec.lm.encoding import encode_prompt
-from promptrec.lm.packed_attention import packed_layout
 
 torch = LazyModule("torch")
 
@@ -281,7 +280,8 @@ def _packed_log_probs(model, cache, argument: str, prefix_len: int, rows, target
     positions = torch.tensor([prefix_len + k for length in lengths for k in range(length)])
     keep = [end - n + k for end, n in zip(ends, _kept(targets)) for k in range(n)]
     # On SDPA, packed_layout computes only the prefix and per-continuation blocks of that mask
-    layout = packed_layout(model, prefix_len, lengths) if packed_attention.supports(model) else contextlib.nullcontext()
+    supported = packed_attention.supports(model)
+    layout = packed_attention.packed_layout(model, prefix_len, lengths) if supported else contextlib.nullcontext()
     with layout:
         logits = model(
             input_ids=torch.tensor([[token for row in rows for token in row]], device=device),

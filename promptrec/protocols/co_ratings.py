@@ -23,7 +23,7 @@ SECTION = "knn"  # example[SECTION] = {"liked": mean cosine or None, "disliked":
 
 
 class CoRatings:
-    """Per item: its ratings in time order (times, rater indices, +-1), to answer cosines before a time."""
+    """Per item: its ratings in time order (times; rater indices and +-1 as arrays), for cosines before a time."""
 
     def __init__(self, ratings: Iterable[tuple[str, str, int, bool]]):
         """`ratings`: (user_id, item_id, timestamp, liked); a repeated (user, item) keeps the latest."""
@@ -34,12 +34,11 @@ class CoRatings:
                 latest[item_id][user_id] = (timestamp, 1.0 if liked else -1.0)
         users: dict[str, int] = {}
         self._times: dict[str, list[int]] = {}
-        self._items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._items: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # (rater indices, +-1), in time order
         for item_id, raters in latest.items():
             rows = sorted((t, users.setdefault(user_id, len(users)), value) for user_id, (t, value) in raters.items())
             self._times[item_id] = [t for t, _, _ in rows]  # bisect on a list: faster than numpy for one value
             self._items[item_id] = (
-                np.array([t for t, _, _ in rows], dtype=np.int64),
                 np.array([u for _, u, _ in rows], dtype=np.int64),
                 np.array([v for _, _, v in rows], dtype=np.float64),
             )
@@ -57,12 +56,12 @@ class CoRatings:
         counts = [self.count_before(other, timestamp) for other in others]
         if not n_target or not any(counts):
             return [None] * len(others)
-        _, raters, values = self._items[item_id]
+        raters, values = self._items[item_id]
         order = np.argsort(raters[:n_target], kind="stable")
         target_raters, target_values = raters[:n_target][order], values[:n_target][order]
         known = [i for i, count in enumerate(counts) if count]
-        their_raters = np.concatenate([self._items[others[i]][1][: counts[i]] for i in known])
-        their_values = np.concatenate([self._items[others[i]][2][: counts[i]] for i in known])
+        their_raters = np.concatenate([self._items[others[i]][0][: counts[i]] for i in known])
+        their_values = np.concatenate([self._items[others[i]][1][: counts[i]] for i in known])
         segment = np.repeat(np.arange(len(known)), [counts[i] for i in known])
         at = np.minimum(np.searchsorted(target_raters, their_raters), n_target - 1)
         shared = target_raters[at] == their_raters

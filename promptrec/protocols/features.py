@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from promptrec.core.errors import ConfigError
+from promptrec.protocols.co_ratings import SECTION as SIMILARITY_SECTION
 
 
 def _mean(values: list[float]) -> float | None:
@@ -73,13 +74,14 @@ FEATURES: dict[str, Callable[[dict], float | None]] = {
     "kg_liked_similarity": _number("kg_similarity", "liked"),
     "kg_disliked_similarity": _number("kg_similarity", "disliked"),
     # item-kNN: mean cosine of the target to the liked / disliked history items over ratings strictly
-    # before the example's time (`protocols.co_ratings`); every prepared example and rank-time candidate
-    "knn_liked_similarity": _number("knn", "liked"),
-    "knn_disliked_similarity": _number("knn", "disliked"),
+    # before the example's time (`protocols.co_ratings`); in every prepared example, and in rank-time
+    # candidates when something reads them (`jobs.rank.needs_similarity`)
+    "knn_liked_similarity": _number(SIMILARITY_SECTION, "liked"),
+    "knn_disliked_similarity": _number(SIMILARITY_SECTION, "disliked"),
 }
 
 
-SIMILARITY_FEATURES = ("knn_liked_similarity", "knn_disliked_similarity")  # read the `knn` section
+SIMILARITY_FEATURES = ("knn_liked_similarity", "knn_disliked_similarity")  # the ones reading SIMILARITY_SECTION
 
 # The wide part's default features: the like-rates, without the counts. Chosen on validation data
 # (`python eval/select_wide_features.py data/ml100k data/ml100k-global`: mean valid AUC of the wide
