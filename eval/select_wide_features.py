@@ -5,7 +5,10 @@ For each prepared dir, each candidate feature set is fitted exactly as the hybri
 on the dir's valid split. No LLM is involved, so this runs in seconds. The set with the best mean
 valid AUC over the dirs becomes `protocols.features.DEFAULT_FEATURES`.
 
-    python eval/select_wide_features.py data/ml100k data/ml100k-global
+    python eval/select_wide_features.py data/ml100k data/ml100k-global data/amazon-magazine --seeds 0 1 2 3 4 5 6 7 8 9
+
+`--prior-ratings` also tries the shrunk like-rate (`protocols.features.shrunk_item_like_rate`) with
+other pseudo-rating counts than the registered one (as `item_like_rate_shrunk@m`).
 
 With `--kg-embeddings` (dirs prepared with --kg, `pip install 'promptrec[kg]'`), the examples are
 annotated with KG-embedding similarities (`knowledge.embeddings`, trained once and cached in the dir)
@@ -24,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from promptrec.baselines.wide import fit_wide
 from promptrec.knowledge.embeddings import EmbeddingConfig, annotate_similarities, cached_embeddings
-from promptrec.protocols.features import FEATURES, MIN_PRESENT, available_features
+from promptrec.protocols.features import FEATURES, MIN_PRESENT, available_features, shrunk_item_like_rate
 from promptrec.protocols.shots import sample_shots, select_examples
 from promptrec.protocols.splits import load_split
 
@@ -39,7 +42,11 @@ CANDIDATES = {
     ),
 }  # fmt: skip
 RATES = CANDIDATES["rates"]
+SHRUNK = ("history_like_fraction", "history_mean_rating", "item_like_rate_shrunk")
 CANDIDATES |= {
+    "shrunk": SHRUNK,  # the target's like-rate shrunk toward the user's, in place of both raw rates
+    "shrunk+user": (*SHRUNK, "user_like_rate"),
+    "rates+shrunk": (*RATES, "item_like_rate_shrunk"),
     "rates+knn": (*RATES, "knn_liked_similarity", "knn_disliked_similarity"),  # item-kNN to the history
     "rates+knn_liked": (*RATES, "knn_liked_similarity"),
 }
@@ -58,6 +65,10 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--valid-limit", type=int, default=2000, help="seeded sample of the valid split")
+    parser.add_argument(
+        "--prior-ratings", type=float, nargs="*", default=[],
+        help="also try the `shrunk` set with these pseudo-rating counts m",
+    )  # fmt: skip
     parser.add_argument("--kg-embeddings", action="store_true", help="also try the two KG-embedding features")
     parser.add_argument("--kg-interactions", action="store_true", help="embed train-split likes with the KG")
     parser.add_argument(
@@ -66,6 +77,9 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     sets = CANDIDATES | (KG_CANDIDATES if args.kg_embeddings else {})
+    for m in args.prior_ratings:  # registered for this run only, under a name the registry cannot clash with
+        FEATURES[f"item_like_rate_shrunk@{m:g}"] = shrunk_item_like_rate(m)
+        sets |= {f"shrunk@{m:g}": (*SHRUNK[:2], f"item_like_rate_shrunk@{m:g}")}
     candidates = {(name, share): features for name, features in sets.items() for share in args.min_present}
     means = {key: [] for key in candidates}
     for data in args.data:

@@ -21,7 +21,7 @@ from promptrec.lm.config import ModelConfig
 from promptrec.lm.loading import load_model
 from promptrec.lm.scoring import Scorer
 from promptrec.lm.training import LoraSettings, TrainConfig, WideSettings, train
-from promptrec.protocols.features import FEATURES, available_features, feature_row
+from promptrec.protocols.features import FEATURES, ITEM_PRIOR_RATINGS, available_features, feature_row
 from promptrec.protocols.prepare import prepare_movielens
 from promptrec.protocols.shots import sample_shots
 from promptrec.protocols.splits import load_split
@@ -69,6 +69,25 @@ def test_features_are_read_from_the_example_alone():
     assert row["log_item_ratings"] == pytest.approx(math.log(4)) and row["item_like_rate"] is None
 
 
+def test_the_shrunk_like_rate_lies_between_the_items_and_the_users():
+    """(likes + m u) / (ratings + m), u the user's like-rate (the shown history's for a new user)."""
+    read = FEATURES["item_like_rate_shrunk"]
+    history = [{"liked": True}, {"liked": True}, {"liked": True}, {"liked": False}]
+
+    def example(count, rate, user_rate):
+        stats = {"item_num_ratings": count, "item_like_rate": rate, "user_like_rate": user_rate}
+        return {"history": history, "stats": stats}
+
+    m = ITEM_PRIOR_RATINGS
+    assert read(example(30, 0.9, 0.4)) == pytest.approx((0.9 * 30 + m * 0.4) / (30 + m))
+    assert 0.4 < read(example(30, 0.9, 0.4)) < 0.9
+    assert read(example(0, None, 0.4)) == pytest.approx(0.4)  # an item nobody rated: the user's rate
+    assert read(example(0, None, None)) == pytest.approx(0.75)  # a new user: the shown history's like-fraction
+    assert read(example(5, 0.0, 1.0)) > read(example(50, 0.0, 1.0))  # more ratings, less shrinking
+    assert read({"history": history, "stats": {}}) is None  # no count, no feature
+    assert read(example(3, None, 0.5)) is None  # ratings without a rate: malformed, not guessed
+
+
 def test_available_features_drop_missing_and_constant_ones():
     examples = [{"history": [{"liked": i % 2 == 0}] * 2, "stats": {"item_like_rate": None}} for i in range(4)]
     assert available_features(examples) == ["history_like_fraction"]
@@ -81,9 +100,10 @@ def test_a_feature_most_shots_give_is_kept_and_filled_with_their_mean():
         {"history": [{"liked": True}, {"liked": i % 2 == 0}], "stats": {"item_like_rate": r}}
         for i, r in enumerate(rates)
     ]
-    assert available_features(examples) == ["history_like_fraction", "item_like_rate"]
-    assert available_features(examples, min_present=1.0) == ["history_like_fraction"]
-    assert "item_like_rate" not in available_features(examples[2:])  # given by 1 of 2, a single value
+    names = ["history_like_fraction", "item_like_rate"]
+    assert available_features(examples, names) == names
+    assert available_features(examples, names, min_present=1.0) == ["history_like_fraction"]
+    assert "item_like_rate" not in available_features(examples[2:], names)  # given by 1 of 2, a single value
     wide = fit_wide(examples, [0, 1, 0, 1], ["item_like_rate"], l2=1.0)
     assert wide.fill[0] == pytest.approx(0.5) and wide.standardized(examples[2:3])[0, 0] == pytest.approx(0.0)
 
