@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import promptrec.jobs.sweep
+import promptrec.protocols.features
 from promptrec.baselines.classic import LEARNED
 from promptrec.cli.main import main
 from promptrec.core.config import build, merge
@@ -353,6 +354,27 @@ def test_a_setting_added_after_a_cell_ran_changes_it_only_off_its_default(finish
     assert {p.status for p in plan_experiment(tiny_config(prepared, tiny_model_dir, out)).cells} == {"done"}
     plan = plan_experiment(tiny_config(prepared, tiny_model_dir, out, train={"patience": 7}))
     assert {p.changes for p in plan.cells if p.status == "changed"} == {("train.patience: None -> 7",)}
+
+
+def test_new_default_features_change_the_cells_whose_wide_part_reads_them(
+    finished, prepared, tiny_model_dir, tmp_path, monkeypatch
+):
+    """A release with other default wide features must not pass old hybrid cells off as done."""
+    out = copy_of(finished, tmp_path)
+    before = list(promptrec.protocols.features.DEFAULT_FEATURES)
+    monkeypatch.setattr(promptrec.protocols.features, "DEFAULT_FEATURES", ("history_like_fraction",))
+    plan = plan_experiment(tiny_config(prepared, tiny_model_dir, out))
+    changed = {p.cell.cell_id for p in plan.cells if p.status == "changed"}
+    trained = {p.cell.cell_id for p in plan.cells if p.cell.kind == "llm" and p.cell.shots}
+    assert changed == trained | {c for c in (p.cell.cell_id for p in plan.cells) if c.startswith("baselines/wide_")}
+    assert {p.changes for p in plan.cells if p.status == "changed"} == {
+        (f"default_features: {before!r} -> ['history_like_fraction']",)
+    }
+    pure = plan_experiment(tiny_config(prepared, tiny_model_dir, out, variants=["llm"], loss="bce"))
+    own = {"wide": {"features": ["user_like_rate"]}}
+    named = plan_experiment(tiny_config(prepared, tiny_model_dir, out, train=TINY_TRAIN | own))
+    for other in (pure, named):  # no wide part, or one naming its features: the default is not read
+        assert not any("default_features" in p.inputs for p in other.cells if p.cell.kind == "llm")
 
 
 def test_changed_config_via_the_cli_exits_2(finished, prepared, tiny_model_dir, tmp_path, capsys):

@@ -30,7 +30,8 @@ from promptrec.jobs.evaluate import EvalConfig
 from promptrec.lm.config import ModelConfig
 from promptrec.lm.loading import load_tokenizer
 from promptrec.lm.scoring import answer_ids
-from promptrec.lm.training import LOSSES, TrainConfig
+from promptrec.lm.training import LOSSES, TrainConfig, wide_mode
+from promptrec.protocols import features
 from promptrec.protocols.shots import sample_shots
 from promptrec.protocols.splits import dataset_checksum, load_split
 from promptrec.templates.template import load_template
@@ -270,16 +271,28 @@ def fingerprint_inputs(cell: Cell, config: ExperimentConfig, splits: Splits, tem
             data["train"] = splits.checksums["train"]
             if cell.train.valid_examples:
                 data["valid"] = splits.checksums["valid"]
-        return {
+        inputs = {
             "train": to_dict(cell.train) if cell.train else None,
             "evaluate": to_dict(cell.evaluate),
             "template_sha256": templates[cell.template].sha256,
             "data": data,
         }
+        reads_defaults = cell.train is not None and wide_mode(cell.train) != "off" and not cell.train.wide.features
+        return inputs | (_default_features() if reads_defaults else {})
     data["train"] = splits.checksums["train"]
     scored = {"split": config.split, "limit": config.limit, "limit_seed": config.limit_seed}
     baseline = dataclasses.asdict(cell.baseline)
-    return {"baseline": baseline, "balanced": config.train.balanced, "evaluate": scored, "data": data}
+    inputs = {"baseline": baseline, "balanced": config.train.balanced, "evaluate": scored, "data": data}
+    return inputs | (_default_features() if cell.method == "wide" else {})
+
+
+def _default_features() -> dict:
+    """A wide part that names no features reads DEFAULT_FEATURES: a release that changes them changes the cell.
+
+    A record written before this key existed lacks it, so such a cell shows as changed once, with the
+    features it would now use (its wide part may have been fitted on other ones).
+    """
+    return {"default_features": list(features.DEFAULT_FEATURES)}
 
 
 def fingerprint(inputs: dict) -> str:
