@@ -68,9 +68,10 @@ def shrunk_item_like_rate(prior_ratings: float) -> Callable[[dict], float | None
     is present wherever the user is known.
     """
 
+    item_count, item_rate, user_rate = _stat("item_num_ratings"), _stat("item_like_rate"), _stat("user_like_rate")
+
     def read(example: dict) -> float | None:
-        count, rate = _stat("item_num_ratings")(example), _stat("item_like_rate")(example)
-        prior = _stat("user_like_rate")(example)
+        count, rate, prior = item_count(example), item_rate(example), user_rate(example)
         prior = history_like_fraction(example) if prior is None else prior
         if count is None or count < 0 or prior is None or (count > 0 and rate is None):
             return None
