@@ -5,6 +5,12 @@ Reads what `promptrec experiment` left: each hybrid cell's predictions (`score`,
 `wide_score`), the pure-LLM cells of the `llm` variant when they ran, and the baselines' predictions.
 
     python eval/hybrid_parts.py eval/results/hybrid_tallrec_movie --template movie_verbal
+
+It also prints, per seed, the hybrid minus logistic regression with a 95% paired bootstrap interval
+over the scored examples. `--hybrid` points the hybrid's three columns elsewhere, e.g. at adapters
+re-scored by `promptrec evaluate --out DIR/seedN` beside `promptrec baselines --out DIR/baselines`:
+
+    python eval/hybrid_parts.py eval/results/hybrid_tallrec_movie_all1000 --hybrid 'seed{seed}/predictions.jsonl'
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ COLUMNS = {  # column -> (where, score key); {seed} and {t} are filled in
     "wide baseline": ("baselines/wide_{shots}shot-seed{seed}/predictions.jsonl", "score"),
     "logreg": ("baselines/logreg_{shots}shot-seed{seed}/predictions.jsonl", "score"),
 }
+HYBRID_COLUMNS = ("hybrid", "its LLM part", "its wide part")
 
 
 def scores(path: Path, key: str) -> dict[str, tuple[int, float]] | None:
@@ -41,9 +48,14 @@ def main() -> None:
     parser.add_argument("--template", default="movie_verbal")
     parser.add_argument("--shots", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--hybrid", help="the hybrid's predictions under RESULTS, with {seed} (and {t}, {shots})")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the paired gap")
     args = parser.parse_args()
+    columns = dict(COLUMNS)
+    if args.hybrid:
+        columns |= {name: (args.hybrid, key) for name, (_, key) in COLUMNS.items() if name in HYBRID_COLUMNS}
     table = {column: {} for column in COLUMNS}
-    for column, (pattern, key) in COLUMNS.items():
+    for column, (pattern, key) in columns.items():
         for seed in args.seeds:
             path = args.results / pattern.format(t=args.template, shots=args.shots, seed=seed)
             table[column][seed] = scores(path, key)
@@ -74,6 +86,25 @@ def main() -> None:
         ensemble.append(f"{roc_auc_score(labels, np.mean([[run[i][1] for i in ids] for run in runs], axis=0)):.4f}")
     print("| ensemble of the seeds (mean score) | " + " | ".join(ensemble) + " |")
     print(json.dumps({column: [round(a, 4) for a in values] for column, values in aucs.items()}))
+    for seed in args.seeds:
+        hybrid, logreg = table["hybrid"][seed], table["logreg"][seed]
+        if hybrid is not None and logreg is not None:
+            gap, low, high = paired_gap(hybrid, logreg, args.resamples)
+            print(f"seed {seed}: hybrid - logreg {gap:+.4f}, 95% paired bootstrap [{low:+.4f}, {high:+.4f}]")
+
+
+def paired_gap(a: dict, b: dict, resamples: int) -> tuple[float, float, float]:
+    """AUC(a) - AUC(b) on the examples both scored, and its 2.5/97.5 percentiles over paired resamples."""
+    ids = sorted(set(a) & set(b))
+    labels = np.array([a[i][0] for i in ids])
+    first, second = np.array([a[i][1] for i in ids]), np.array([b[i][1] for i in ids])
+    rng, gaps = np.random.default_rng(0), []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(ids), len(ids))
+        if labels[pick].min() != labels[pick].max():  # both labels drawn
+            gaps.append(roc_auc_score(labels[pick], first[pick]) - roc_auc_score(labels[pick], second[pick]))
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return roc_auc_score(labels, first) - roc_auc_score(labels, second), float(low), float(high)
 
 
 if __name__ == "__main__":
