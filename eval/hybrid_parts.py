@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from promptrec.jobs.sweep import read_predictions
+from promptrec.metrics.pointwise import auc_gap_interval
 from promptrec.metrics.summary import mean_std
 
 COLUMNS = {  # column -> (where, score key); {seed} and {t} are filled in
@@ -89,22 +90,11 @@ def main() -> None:
     for seed in args.seeds:
         hybrid, logreg = table["hybrid"][seed], table["logreg"][seed]
         if hybrid is not None and logreg is not None:
-            gap, low, high = paired_gap(hybrid, logreg, args.resamples)
+            ids = sorted(set(hybrid) & set(logreg))  # the examples both scored
+            labels = [hybrid[i][0] for i in ids]
+            first, second = [hybrid[i][1] for i in ids], [logreg[i][1] for i in ids]
+            gap, low, high = auc_gap_interval(labels, first, second, resamples=args.resamples)
             print(f"seed {seed}: hybrid - logreg {gap:+.4f}, 95% paired bootstrap [{low:+.4f}, {high:+.4f}]")
-
-
-def paired_gap(a: dict, b: dict, resamples: int) -> tuple[float, float, float]:
-    """AUC(a) - AUC(b) on the examples both scored, and its 2.5/97.5 percentiles over paired resamples."""
-    ids = sorted(set(a) & set(b))
-    labels = np.array([a[i][0] for i in ids])
-    first, second = np.array([a[i][1] for i in ids]), np.array([b[i][1] for i in ids])
-    rng, gaps = np.random.default_rng(0), []
-    for _ in range(resamples):
-        pick = rng.integers(0, len(ids), len(ids))
-        if labels[pick].min() != labels[pick].max():  # both labels drawn
-            gaps.append(roc_auc_score(labels[pick], first[pick]) - roc_auc_score(labels[pick], second[pick]))
-    low, high = np.percentile(gaps, [2.5, 97.5])
-    return roc_auc_score(labels, first) - roc_auc_score(labels, second), float(low), float(high)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from promptrec.metrics.pointwise import auc_interval, pointwise_metrics, sigmoid, user_auc
+from promptrec.metrics.pointwise import auc_gap_interval, auc_interval, pointwise_metrics, sigmoid, user_auc
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -134,6 +134,22 @@ def test_auc_interval_equals_percentiles_of_sklearn_on_the_same_resamples(seed):
     aucs = [roc_auc_score(labels[d], scores[d]) for d in draws if 0 < labels[d].sum() < 120]
     expected = np.percentile(aucs, [5, 95])
     assert auc_interval(labels, scores, level=0.9, resamples=200, seed=7) == pytest.approx(tuple(expected), abs=1e-12)
+
+
+def test_auc_gap_interval_pairs_the_two_scorers_on_the_same_resamples():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, size=120)
+    first, second = np.round(labels + rng.normal(0, 1.5, size=(2, 120)), 1)  # rounded: many ties
+    draws = np.random.default_rng(7).integers(0, 120, (200, 120))  # the draws of seed=7
+    gaps = [
+        roc_auc_score(labels[d], first[d]) - roc_auc_score(labels[d], second[d])
+        for d in draws
+        if 0 < labels[d].sum() < 120
+    ]
+    gap, low, high = auc_gap_interval(labels, first, second, level=0.9, resamples=200, seed=7)
+    assert gap == pytest.approx(roc_auc_score(labels, first) - roc_auc_score(labels, second))
+    assert (low, high) == pytest.approx(tuple(np.percentile(gaps, [5, 95])), abs=1e-12)
+    assert auc_gap_interval(labels, first, first)[1:] == (0.0, 0.0)  # a scorer against itself: no spread
 
 
 def test_auc_interval_brackets_the_estimate_is_reproducible_and_shrinks_with_data():

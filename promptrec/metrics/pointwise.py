@@ -34,34 +34,61 @@ def user_auc(labels, scores, user_ids) -> tuple[float, int]:
 
 def auc_interval(labels, scores, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of AUC: examples resampled with replacement (seeded, so the
-    interval is reproducible); draws left with one class are skipped. (nan, nan) without both classes.
+    interval is reproducible); draws left with one class are skipped. (nan, nan) without both classes."""
+    labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64)
+    if not 0 < labels.sum() < len(labels):
+        return float("nan"), float("nan")
+    return _percentiles(_resampled_aucs(labels, [scores], resamples, seed)[0], level)
+
+
+def auc_gap_interval(labels, first, second, level: float = 0.95, resamples: int = 1000, seed: int = 0):
+    """AUC(first) - AUC(second) and its paired percentile bootstrap interval: both score vectors are
+    scored on the same resamples of the examples (the draws `auc_interval` makes with this seed)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels, dtype=int)
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    if not 0 < labels.sum() < len(labels):
+        return float("nan"), float("nan"), float("nan")
+    a, b = _resampled_aucs(labels, [first, second], resamples, seed)
+    gap = roc_auc_score(labels, first) - roc_auc_score(labels, second)
+    return (float(gap), *_percentiles(a - b, level))
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _resampled_aucs(labels: np.ndarray, score_sets: list[np.ndarray], resamples: int, seed: int) -> list[np.ndarray]:
+    """The AUC of each score vector on the same seeded resamples that keep both classes.
 
     A resample is a vector of example counts, so resamples are scored a block at a time as weighted
-    Mann-Whitney statistics over the score order computed once (ties count one half). Blocks keep
+    Mann-Whitney statistics over each score order computed once (ties count one half). Blocks keep
     memory near 2M counts whatever the number of examples; the draws are the same as in one block."""
-    labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=np.float64)
     n = len(labels)
-    if not 0 < labels.sum() < n:
-        return float("nan"), float("nan")
-    order = np.argsort(scores, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(scores[order]) != 0])  # first index of each tie group
-    sorted_labels = labels[order]
+    sorted_sets = []
+    for scores in score_sets:
+        order = np.argsort(scores, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(scores[order]) != 0])  # first index of each tie group
+        sorted_sets.append((order, starts, labels[order]))
     rng = np.random.default_rng(seed)
-    values = []
+    values = [[] for _ in score_sets]
     block = max(1, 2_000_000 // n)
     for first in range(0, resamples, block):
         size = min(block, resamples - first)
         draws = rng.integers(0, n, (size, n)) + n * np.arange(size)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)[:, order].astype(np.float64)
-        positives = np.add.reduceat(counts * sorted_labels, starts, axis=1)
-        negatives = np.add.reduceat(counts * (1 - sorted_labels), starts, axis=1)
-        below = np.cumsum(negatives, axis=1) - negatives
-        pairs = positives.sum(axis=1) * negatives.sum(axis=1)
-        wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
-        values.append(wins[pairs > 0] / pairs[pairs > 0])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(np.concatenate(values), [tail, 100 - tail])
-    return float(low), float(high)
+        drawn = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+        for found, (order, starts, sorted_labels) in zip(values, sorted_sets):
+            counts = drawn[:, order]
+            positives = np.add.reduceat(counts * sorted_labels, starts, axis=1)
+            negatives = np.add.reduceat(counts * (1 - sorted_labels), starts, axis=1)
+            below = np.cumsum(negatives, axis=1) - negatives
+            pairs = positives.sum(axis=1) * negatives.sum(axis=1)  # 0 where a class was not drawn
+            wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
+            found.append(wins[pairs > 0] / pairs[pairs > 0])
+    return [np.concatenate(found) for found in values]
 
 
 def pointwise_metrics(labels, scores, user_ids=None) -> dict:
