@@ -63,8 +63,9 @@ python - "$OUT" "$SHOTS" <<'PY'
 import json, math, pathlib, re, sys
 from collections import defaultdict
 import numpy as np
-from promptrec.metrics import auc_interval, pointwise_metrics, ranking_metrics
-from promptrec.summary import mean_std
+from promptrec.metrics.pointwise import auc_interval, pointwise_metrics
+from promptrec.metrics.ranking import ranking_metrics
+from promptrec.metrics.summary import mean_std
 out = pathlib.Path(sys.argv[1])
 print("| pointwise run | examples | AUC [95% bootstrap] | log loss | Brier | ECE |\n|---|---|---|---|---|---|")
 groups = defaultdict(list)

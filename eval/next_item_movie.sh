@@ -42,9 +42,9 @@ for retriever in $RETRIEVERS; do
 done
 python - "$OUT" <<'PY'
 import json, sys, pathlib
-from promptrec.candidates import Retriever
-from promptrec.metrics import ranking_metrics
-from promptrec.next_item import load_catalog
+from promptrec.baselines.retrievers import Retriever
+from promptrec.metrics.ranking import ranking_metrics
+from promptrec.protocols.next_item import load_catalog
 out = pathlib.Path(sys.argv[1])
 print("| candidates | ranker | users | NDCG@10 | HR@10 | MRR |\n|---|---|---|---|---|---|")
 for metrics in sorted(out.glob("eval-*/metrics.json")):

@@ -40,6 +40,28 @@ def test_no_promptrec_import_inside_a_function():
     assert hidden == []
 
 
+def test_the_eval_scripts_import_what_exists():
+    """The benchmark scripts (eval/*.py, and the Python inside eval/*.sh) name promptrec modules that exist:
+    a module moved by a refactor must not leave a README command broken at its last step."""
+    import importlib
+    import re
+
+    wrong = []
+    for path in sorted((ROOT / "eval").glob("*.sh")) + sorted((ROOT / "eval").glob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = re.match(r"\s*from (promptrec[\w.]*) import (.+)$", line)
+            if not match:
+                continue
+            try:
+                module = importlib.import_module(match.group(1))
+            except ImportError:
+                wrong.append(f"{path.name}:{number} {match.group(1)}")
+                continue
+            names = [n.strip().split(" as ")[0] for n in match.group(2).strip("()").split(",") if n.strip()]
+            wrong += [f"{path.name}:{number} {match.group(1)}.{n}" for n in names if not hasattr(module, n)]
+    assert wrong == []
+
+
 @pytest.fixture(scope="module")
 def installed_wheel(tmp_path_factory):
     """The wheel built from this checkout, installed (without dependencies) into a fresh target dir."""
