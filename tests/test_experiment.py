@@ -377,6 +377,23 @@ def test_new_default_features_change_the_cells_whose_wide_part_reads_them(
         assert not any("default_features" in p.inputs for p in other.cells if p.cell.kind == "llm")
 
 
+def test_the_gate_changes_only_cells_that_could_fit_it(finished, prepared, tiny_model_dir, tmp_path):
+    """A cell recorded before `wide.gate` existed was trained ungated: with valid examples to fit the gate on,
+    today's default (on) is a change; without any (valid_examples 0) the gate does nothing, so no change."""
+    out = copy_of(finished, tmp_path)
+    for path in out.rglob("cell.json"):  # as if written by a release before the gate
+        record = json.loads(path.read_text())
+        ((record.get("fingerprint_inputs", {}).get("train") or {}).get("wide") or {}).pop("gate", None)
+        path.write_text(json.dumps(record))
+    assert {p.status for p in plan_experiment(tiny_config(prepared, tiny_model_dir, out)).cells} == {"done"}
+    off = {"wide": {"gate": False}}
+    assert {p.status for p in plan_experiment(tiny_config(prepared, tiny_model_dir, out, train=off)).cells} == {"done"}
+    plan = plan_experiment(tiny_config(prepared, tiny_model_dir, out, train=TINY_TRAIN | {"valid_examples": 2}))
+    hybrid = {p.cell.cell_id for p in plan.cells if p.cell.kind == "llm" and p.cell.shots}
+    assert {p.cell.cell_id for p in plan.cells if p.status == "changed"} == hybrid
+    assert all("train.wide.gate: None -> True" in p.changes for p in plan.cells if p.status == "changed")
+
+
 def test_changed_config_via_the_cli_exits_2(finished, prepared, tiny_model_dir, tmp_path, capsys):
     out = copy_of(finished, tmp_path)
     config = write_config(tmp_path, prepared, tiny_model_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from promptrec.baselines.wide import WIDE_FILE, WidePart, fit_wide, load_wide
+from promptrec.baselines.wide import WIDE_FILE, WidePart, fit_gate, fit_wide, load_wide
 from promptrec.core.errors import ConfigError, ModelError
 from promptrec.jobs.evaluate import EvalConfig, evaluate
 from promptrec.lm.adapter import RUN_RECORD, Adapter
@@ -133,6 +133,51 @@ def test_the_wide_part_round_trips_through_safetensors(pools, tmp_path):
         load_wide(tmp_path)
 
 
+def test_the_gate_weight_round_trips_and_an_ungated_file_reads_as_weight_one(pools, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    shots = sample_shots(pools[0], 14, seed=1, balanced=False)
+    wide = fit_wide(shots, [ex["label"] for ex in shots], available_features(shots), l2=1.0)
+    gated = wide.with_parameters(wide.weight, wide.bias - 0.2, llm_weight=0.3)
+    gated.save(tmp_path)
+    loaded = load_wide(tmp_path)
+    assert loaded.llm_weight == 0.3 and loaded.bias == pytest.approx(wide.bias - 0.2)
+    llm = np.linspace(-2, 2, len(pools[1]))
+    share, logits = loaded.hybrid(llm, pools[1])
+    assert np.array_equal(share, 0.3 * llm) and np.array_equal(logits, gated.logits(pools[1]))
+    tensors = load_file(str(tmp_path / WIDE_FILE))
+    metadata = {"features": json.dumps(list(wide.names))}
+    save_file({k: v for k, v in tensors.items() if k != "llm_weight"}, str(tmp_path / WIDE_FILE), metadata=metadata)
+    assert load_wide(tmp_path).llm_weight == 1.0, "a part saved before the gate scores as it always did"
+    save_file(tensors | {"llm_weight": np.array([1.5])}, str(tmp_path / WIDE_FILE), metadata=metadata)
+    with pytest.raises(ModelError, match="llm_weight"):
+        load_wide(tmp_path)
+
+
+def test_the_gate_turns_down_an_llm_part_that_reverses_and_keeps_one_that_helps():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    wide = 0.8 * (2 * labels - 1) + rng.normal(0, 1.5, 200)  # a weakly informative wide logit
+    helps = 1.5 * (2 * labels - 1) + rng.normal(0, 1.0, 200)
+    reverses = -helps
+    kept, dropped = fit_gate(helps, wide, labels), fit_gate(reverses, wide, labels)
+    assert kept.llm_weight == 1.0 and kept.auc_after == kept.auc_before
+    assert dropped.llm_weight == 0.0 and dropped.auc_after > dropped.auc_before
+    noise = fit_gate(rng.normal(0, 3, 200), wide, labels)
+    assert 0.0 <= noise.llm_weight < 0.5
+    for gate, llm in ((kept, helps), (dropped, reverses)):  # the intercept is the likelihood's optimum there
+
+        def loss(shift, gate=gate, llm=llm):
+            return np.logaddexp(0, -(2 * labels - 1) * (gate.llm_weight * llm + wide + shift)).mean()
+
+        assert gate.examples == 200
+        assert loss(gate.bias_shift) <= min(loss(gate.bias_shift - 0.05), loss(gate.bias_shift + 0.05))
+    same = fit_gate(helps, wide, np.ones(200, int))  # one label: nothing to fit
+    assert (same.llm_weight, same.bias_shift) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="one LLM score"):
+        fit_gate(helps[:5], wide, labels)
+
+
 def test_a_missing_feature_is_filled_with_the_shots_mean(pools):
     shots = sample_shots(pools[0], 14, seed=1, balanced=False)
     wide = fit_wide(shots, [ex["label"] for ex in shots], ["user_like_rate"], l2=1.0)
@@ -149,6 +194,43 @@ def test_residual_keeps_the_logistic_fit_and_joint_moves_it(trained, pools):
     for adapter, mode in ((residual, "residual"), (joint, "joint")):
         assert adapter.record["wide"]["mode"] == mode and adapter.record["loss"] == "bce"
         assert adapter.record["wide"]["features"] == list(adapter.wide.names)
+
+
+def test_the_gate_reweights_the_trained_llm_part_and_leaves_its_weights(trained, pools, tiny_model_dir, tmp_path):
+    """Gating happens after training: the LoRA and wide weights are those of the ungated run (same seed, one
+    epoch), the LLM's weight and the intercept come from the valid examples, and evaluate applies them."""
+    from safetensors.numpy import load_file
+
+    held_out = pools[0][::-1]  # the mini split's 2 valid examples share a label: gate on train examples instead
+    gated_config = config(tiny_model_dir, valid_examples=8, wide=WideSettings(mode="residual"))
+    train(gated_config, pools[0], held_out, tmp_path / "gated")
+    gated, plain = Adapter.open(tmp_path / "gated"), Adapter.open(trained / "residual")
+    gate = gated.record["gate"]
+    assert gate["examples"] == 8 and 0.0 <= gate["llm_weight"] <= 1.0
+    assert gated.wide.llm_weight == gate["llm_weight"] == gated.record["wide"]["llm_weight"]
+    assert np.array_equal(gated.wide.weight, plain.wide.weight)
+    assert gated.wide.bias == pytest.approx(plain.wide.bias + gate["bias_shift"])
+    lora = [load_file(str(path / "adapter_model.safetensors")) for path in (tmp_path / "gated", trained / "residual")]
+    assert all(np.array_equal(lora[0][k], lora[1][k]) for k in lora[1])
+    assert plain.record["gate"] is None and plain.wide.llm_weight == 1.0  # valid_examples 0: nothing to fit on
+    test = held_out[:6]
+    eval_config = EvalConfig(
+        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
+    )
+    for name, adapter in (("gated", tmp_path / "gated"), ("plain", trained / "residual")):
+        evaluate(eval_config, test, tmp_path / f"eval-{name}", adapter)
+    rows = {
+        name: [json.loads(line) for line in (tmp_path / f"eval-{name}" / "predictions.jsonl").read_text().splitlines()]
+        for name in ("gated", "plain")
+    }
+    expected = [gate["llm_weight"] * r["llm_score"] for r in rows["plain"]]
+    assert [r["llm_score"] for r in rows["gated"]] == pytest.approx(expected, abs=1e-5)
+    summed = [r["llm_score"] + r["wide_score"] for r in rows["gated"]]
+    assert [r["score"] for r in rows["gated"]] == pytest.approx(summed)
+    ungated = config(tiny_model_dir, valid_examples=8, wide=WideSettings(mode="residual", gate=False))
+    train(ungated, pools[0], held_out, tmp_path / "ungated")
+    assert Adapter.open(tmp_path / "ungated").record["gate"] is None
+    assert Adapter.open(tmp_path / "ungated").wide.llm_weight == 1.0
 
 
 def test_wide_off_trains_the_pure_llm(trained):

@@ -78,6 +78,11 @@ def train_command(args) -> int:
     if result.main_process:
         kind = (
             f"hybrid: LLM + wide part on {', '.join(result.wide_features)}"
+            + (
+                f", LLM weight {result.gate.llm_weight:.2f} from {result.gate.examples} valid examples"
+                if result.gate
+                else ""
+            )  # fmt: skip
             if result.wide_features
             else f"pure LLM, {result.loss} loss"
         )

@@ -272,7 +272,7 @@ def fingerprint_inputs(cell: Cell, config: ExperimentConfig, splits: Splits, tem
             if cell.train.valid_examples:
                 data["valid"] = splits.checksums["valid"]
         inputs = {
-            "train": to_dict(cell.train) if cell.train else None,
+            "train": _train_inputs(cell.train) if cell.train else None,
             "evaluate": to_dict(cell.evaluate),
             "template_sha256": templates[cell.template].sha256,
             "data": data,
@@ -284,6 +284,14 @@ def fingerprint_inputs(cell: Cell, config: ExperimentConfig, splits: Splits, tem
     baseline = dataclasses.asdict(cell.baseline)
     inputs = {"baseline": baseline, "balanced": config.train.balanced, "evaluate": scored, "data": data}
     return inputs | (_default_features() if cell.method == "wide" else {})
+
+
+def _train_inputs(train: TrainConfig) -> dict:
+    """The train config as it decides the adapter: the gate is recorded off where there is nothing to fit
+    it on (no valid examples), so such a cell is the same with the gate on or off."""
+    inputs = to_dict(train)
+    inputs["wide"]["gate"] = train.wide.gate and train.valid_examples > 0
+    return inputs
 
 
 def _default_features() -> dict:
@@ -336,8 +344,14 @@ def cell_status(cell_dir: Path, cell: Cell, inputs: dict) -> PlannedCell:
 
 
 def config_defaults() -> dict:
-    """The train and evaluate configs' defaults, as fingerprints hold them."""
-    return {"train": to_dict(TrainConfig()), "evaluate": to_dict(EvalConfig())}
+    """What a key missing from an old fingerprint meant: the configs' defaults, as fingerprints hold them.
+
+    Except where a new setting's default changed the behaviour: `wide.gate` is on by default, but a cell
+    recorded before it existed was trained without a gate.
+    """
+    train = to_dict(TrainConfig())
+    train["wide"]["gate"] = False
+    return {"train": train, "evaluate": to_dict(EvalConfig())}
 
 
 def _differences(old, new, defaults=None, prefix: str = "") -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
 A single adapter (or none: zero-shot) is the ensemble of one, so `evaluate`, `rank` and `serve` have
 one scoring path. Members are attached to the one base model under `ensemble_names` and switched
 with `set_adapter`, so N seeds cost one model's memory. Each member adds its own wide part (a hybrid
-adapter) to its own LLM log-odds before the average.
+adapter) to its own LLM log-odds, weighted by its gate, before the average.
 """
 
 from __future__ import annotations
@@ -32,13 +32,18 @@ class EnsembleScorer:
             yield scorer
 
     def parts(self, examples: list[dict], progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(LLM log-odds, wide logits), each averaged over the members; score = their sum."""
+        """(LLM log-odds, each times its member's gate weight; wide logits), averaged over the members.
+
+        The score is their sum."""
         llm, wide = np.zeros(len(examples)), np.zeros(len(examples))
         tokens = prompt_tokens(examples, self.tokenizer, self.template, progress)  # cached for a split on disk
         for scorer in self._each():
-            llm += scorer.score_tokens(tokens, progress=progress)
-            if scorer.wide is not None:
-                wide += scorer.wide.logits(examples)
+            log_odds = scorer.score_tokens(tokens, progress=progress)
+            if scorer.wide is None:
+                llm += log_odds
+            else:
+                llm_share, wide_logits = scorer.wide.hybrid(log_odds, examples)
+                llm, wide = llm + llm_share, wide + wide_logits
         return llm / len(self.members), wide / len(self.members)
 
     def score_group(self, examples: list[dict], min_prefix_tokens: int = 8) -> tuple[np.ndarray, int]:

@@ -316,9 +316,9 @@ def _batched_log_probs(model, cache, argument: str, prefix_len: int, rows, targe
 class Scorer:
     """Renders examples with one template and scores them with one model: the only inference path.
 
-    With a `wide` part (an adapter trained as a hybrid), every score is the LLM's log-odds plus the
-    wide logit of the same example; it is computed in numpy after the forward pass, so the shared-prefix
-    path runs exactly as without it.
+    With a `wide` part (an adapter trained as a hybrid), every score is the LLM's log-odds (times the
+    part's gate weight) plus the wide logit of the same example; it is computed in numpy after the
+    forward pass, so the shared-prefix path runs exactly as without it.
     """
 
     def __init__(self, model, tokenizer, template, score_batch_size: int = 8, candidates_per_pass: int = 20, wide=None):
@@ -352,8 +352,8 @@ class Scorer:
         return self.with_wide(scores, examples)
 
     def with_wide(self, llm_scores: np.ndarray, examples: list[dict]) -> np.ndarray:
-        """The hybrid score: LLM log-odds + the wide logit (the LLM's alone without a wide part)."""
-        return llm_scores if self.wide is None else llm_scores + self.wide.logits(examples)
+        """The hybrid score: the gated LLM log-odds + the wide logit (the LLM's alone without a wide part)."""
+        return llm_scores if self.wide is None else sum(self.wide.hybrid(llm_scores, examples))
 
     def score_tokens(self, tokens, progress: bool = False) -> np.ndarray:
         """LLM log-odds of prompts tokenised by `lm.prompt_cache.prompt_tokens` (no wide part: add `with_wide`)."""

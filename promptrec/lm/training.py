@@ -9,6 +9,10 @@ trains both together; `off` gives the pure LLM back. The wide part is saved besi
 A mixture (`tasks`, `protocols.mixture`) trains one adapter on several datasets, each with its template:
 the shots of all tasks go through the same loop; a mixture of one task is the single-task run.
 
+The gate (`wide.gate`): after the best epoch is chosen, the LLM's weight in the hybrid score is fitted in
+[0, 1] on the same valid examples (`baselines.wide.fit_gate`), so a LoRA whose residual does not carry
+over to new examples is turned down towards the wide part alone (README: how this default was chosen).
+
 The loop runs on `accelerate`: one process, or several under `accelerate launch` (DDP over GPUs,
 or gloo over CPU processes). Every rank walks the same seeded global batches and takes its slice,
 so the global batch, and thus the result, does not depend on the number of processes.
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from promptrec.baselines.wide import WidePart, fit_wide
+from promptrec.baselines.wide import Gate, WidePart, fit_gate, fit_wide
 from promptrec.core.config import to_dict
 from promptrec.core.errors import ConfigError, first_line
 from promptrec.core.files import write_json
@@ -80,6 +84,7 @@ class WideSettings:
     mode: str = "auto"  # auto (DEFAULT_HYBRID, or off with loss=lm) | residual | joint | off (module docstring)
     features: tuple[str, ...] = ()  # names from protocols.features; () = those of DEFAULT_FEATURES the shots carry
     l2: float = 1.0  # L2 penalty of the wide part's logistic fit on the shots (C = 1 / l2)
+    gate: bool = True  # fit the LLM's weight in [0, 1] on the valid examples after training (needs valid_examples)
 
     def __post_init__(self):
         if self.mode not in WIDE_MODES:
@@ -215,16 +220,9 @@ def batch_loss(
     return out.loss
 
 
-def validation_auc(
-    accelerator, model, scorer: Scorer, sequences, labels, batch_size: int, offsets=None, groups=None
-) -> float:
-    """Each rank scores its slice; the gathered scores (plus wide `offsets`) give every rank the same AUC.
-
-    With `groups` (a task index per example, several tasks) it is the mean of the tasks' AUCs: the tasks'
-    scores need not be on one scale.
-    """
+def validation_scores(accelerator, model, scorer: Scorer, sequences, batch_size: int) -> np.ndarray:
+    """The LLM's log-odds of every valid sequence: each rank scores its slice, every rank gets them all."""
     from accelerate.utils import gather_object
-    from sklearn.metrics import roc_auc_score
 
     rank, world = accelerator.process_index, accelerator.num_processes
     indices = list(range(rank, len(sequences), world))
@@ -241,6 +239,17 @@ def validation_auc(
     scores = np.zeros(len(sequences))
     for index, value in pairs:
         scores[index] = value
+    return scores
+
+
+def validation_auc(scores: np.ndarray, labels, offsets=None, groups=None) -> float:
+    """AUC of the valid LLM `scores` plus wide `offsets`.
+
+    With `groups` (a task index per example, several tasks) it is the mean of the tasks' AUCs: the tasks'
+    scores need not be on one scale.
+    """
+    from sklearn.metrics import roc_auc_score
+
     if offsets is not None:
         scores = scores + offsets
     if groups is not None and len(set(groups)) > 1:
@@ -261,6 +270,7 @@ class TrainResult:
     main_process: bool  # False on the other ranks of a multi-process launch (they print nothing)
     loss: str = "lm"  # the loss in effect (config.loss with auto resolved)
     wide_features: tuple[str, ...] = ()  # the wide part's features; () = the pure LLM
+    gate: Gate | None = None  # the LLM's weight fitted on the valid examples (None: not gated)
 
 
 @dataclass
@@ -345,16 +355,17 @@ def train_tasks(
     if run.accelerator.is_main_process:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
-    history, best_auc, best_epoch, stale, saved_wide = [], -1.0, 0, 0, None
+    history, best_auc, best_epoch, stale, saved_wide, best_scores = [], -1.0, 0, 0, None, None
     order_rng = random.Random(config.seed + 1)
     for epoch in range(1, config.num_epochs + 1):
         entry = {"epoch": epoch, "train_loss": run_epoch(run, order_rng)}
         if run.valid_sequences:
             wide = run.current_wide()
-            entry["valid_auc"] = validation_auc(
-                run.accelerator, run.model, run.scorer, run.valid_sequences, run.valid_labels, config.score_batch_size,
-                None if wide is None else run.valid_features @ wide.weight + wide.bias, run.valid_tasks,
-            )  # fmt: skip
+            scores = validation_scores(
+                run.accelerator, run.model, run.scorer, run.valid_sequences, config.score_batch_size
+            )
+            offsets = None if wide is None else run.valid_features @ wide.weight + wide.bias
+            entry["valid_auc"] = validation_auc(scores, run.valid_labels, offsets, run.valid_tasks)
         history.append(entry)
         if on_epoch is not None and run.accelerator.is_main_process:
             on_epoch(entry)
@@ -366,6 +377,7 @@ def train_tasks(
             )
         if not run.valid_sequences or entry["valid_auc"] > best_auc:
             best_auc, best_epoch, stale = entry.get("valid_auc", float("nan")), epoch, 0
+            best_scores = scores if run.valid_sequences else None
             if run.accelerator.is_main_process:
                 run.accelerator.unwrap_model(run.model).save_pretrained(work_dir)
                 saved_wide = run.current_wide()
@@ -376,9 +388,18 @@ def train_tasks(
             if stale >= config.patience:
                 break
     run.accelerator.wait_for_everyone()
+    gate = None
+    if saved_wide is not None and best_scores is not None and config.wide.gate:
+        gate = fit_gate(best_scores, run.valid_features @ saved_wide.weight + saved_wide.bias, run.valid_labels)
+        saved_wide = saved_wide.with_parameters(saved_wide.weight, saved_wide.bias + gate.bias_shift, gate.llm_weight)
+        if run.accelerator.is_main_process:
+            saved_wide.save(work_dir)
+            if progress:
+                print(f"gate: llm_weight={gate.llm_weight:.3f} on {gate.examples} valid examples "
+                      f"(valid AUC {gate.auc_before:.4f} -> {gate.auc_after:.4f})", flush=True)  # fmt: skip
     result = TrainResult(
         out_dir, best_epoch, best_auc, history, time.perf_counter() - start, run.accelerator.is_main_process,
-        run.loss, run.wide.names if run.wide is not None else (),
+        run.loss, run.wide.names if run.wide is not None else (), gate,
     )  # fmt: skip
     if result.main_process:
         write_run_record(run, result, work_dir, saved_wide)
@@ -554,6 +575,7 @@ def write_run_record(run: Run, result: TrainResult, directory: Path, wide: WideP
             "shot_positive_rate": float(np.mean([ex["label"] for ex in run.shots])),
             "loss": run.loss,
             "wide": None if wide is None else wide.record() | {"mode": wide_mode(run.config), "l2": run.config.wide.l2},
+            "gate": None if result.gate is None else result.gate.record(),
             "num_processes": run.accelerator.num_processes,
             "best_epoch": result.best_epoch,
             "best_valid_auc": result.best_valid_auc,
