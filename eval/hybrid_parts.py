@@ -11,6 +11,12 @@ over the scored examples. `--hybrid` points the hybrid's three columns elsewhere
 re-scored by `promptrec evaluate --out DIR/seedN` beside `promptrec baselines --out DIR/baselines`:
 
     python eval/hybrid_parts.py eval/results/hybrid_tallrec_movie_all1000 --hybrid 'seed{seed}/predictions.jsonl'
+
+`--pure` reads the pure-LLM cells from another run on the same shots (the gated configs train only the
+hybrid and are read beside the ungated run's pure LLM):
+
+    python eval/hybrid_parts.py eval/results/hybrid_amazon_gated --template product_rich \\
+        --pure eval/results/hybrid_amazon
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ COLUMNS = {  # column -> (where, score key); {seed} and {t} are filled in
     "logreg": ("baselines/logreg_{shots}shot-seed{seed}/predictions.jsonl", "score"),
 }
 HYBRID_COLUMNS = ("hybrid", "its LLM part", "its wide part")
+PURE = "LLM alone (pure)"
+ADAPTER_RECORD = "embedded/{t}/{shots}shot-seed{seed}/adapter/promptrec_run.json"
 
 
 def scores(path: Path, key: str) -> dict[str, tuple[int, float]] | None:
@@ -50,11 +58,15 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--hybrid", help="the hybrid's predictions under RESULTS, with {seed} (and {t}, {shots})")
+    parser.add_argument("--pure", type=Path, help="read the pure-LLM cells from this experiment dir (same shots)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the paired gap")
     args = parser.parse_args()
     columns = dict(COLUMNS)
     if args.hybrid:
         columns |= {name: (args.hybrid, key) for name, (_, key) in COLUMNS.items() if name in HYBRID_COLUMNS}
+    if args.pure:
+        pattern, key = COLUMNS[PURE]
+        columns[PURE] = (str(args.pure.resolve() / pattern), key)
     table = {column: {} for column in COLUMNS}
     for column, (pattern, key) in columns.items():
         for seed in args.seeds:
@@ -87,6 +99,14 @@ def main() -> None:
         ensemble.append(f"{roc_auc_score(labels, np.mean([[run[i][1] for i in ids] for run in runs], axis=0)):.4f}")
     print("| ensemble of the seeds (mean score) | " + " | ".join(ensemble) + " |")
     print(json.dumps({column: [round(a, 4) for a in values] for column, values in aucs.items()}))
+    for seed in args.seeds:
+        run = args.results / ADAPTER_RECORD.format(t=args.template, shots=args.shots, seed=seed)
+        gate = json.loads(run.read_text()).get("gate") if run.exists() else None
+        if gate:
+            print(
+                f"seed {seed}: gate fitted the LLM weight {gate['llm_weight']:.3f} on {gate['examples']} valid "
+                f"examples (valid AUC {gate['auc_before']:.4f} at weight 1 -> {gate['auc_after']:.4f})"
+            )
     for seed in args.seeds:
         hybrid, logreg = table["hybrid"][seed], table["logreg"][seed]
         if hybrid is not None and logreg is not None:

@@ -258,6 +258,7 @@ def test_every_cell_leaves_a_record_with_what_reproduces_it(finished):
     assert record["config"]["train"]["seed"] == 0 and record["config"]["train"]["shots"] == 8
     assert record["fingerprint_inputs"]["data"]["scored"] and record["metrics"]["num_examples"] == 3
     assert record["seconds"] > 0 and record["training"]["history"][0]["epoch"] == 1
+    assert record["training"]["gate"] is None  # valid_examples 0: nothing to fit the LLM's weight on
     assert (out / llm[1]["cell"] / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((out / "experiment.json").read_text())["config"]["train"].get("shots") is None
     starts = [e for e in events if e.status == "start"]
