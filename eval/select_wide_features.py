@@ -49,6 +49,7 @@ CANDIDATES |= {
     "rates+shrunk": (*RATES, "item_like_rate_shrunk"),
     "rates+knn": (*RATES, "knn_liked_similarity", "knn_disliked_similarity"),  # item-kNN to the history
     "rates+knn_liked": (*RATES, "knn_liked_similarity"),
+    "shrunk+knn": (*SHRUNK, "knn_liked_similarity", "knn_disliked_similarity"),
 }
 KG_CANDIDATES = {
     "rates+kg": (*RATES, "kg_liked_similarity", "kg_disliked_similarity"),
