@@ -73,6 +73,7 @@ def test_served_scores_equal_promptrec_rank_with_an_ensemble_and_a_wide_part(
             np.testing.assert_allclose(body["scores"], row["scores"], rtol=0, atol=1e-6)
         status, info = call(url, "GET", "/v1/info")
         assert [a["hybrid"] for a in info["adapters"]] == [False, True]
+        assert [a["llm_weight"] for a in info["adapters"]] == [None, 1.0]  # trained without valid examples
         assert all(a["templates"] == [a["template"]] for a in info["adapters"])  # one task each
     finally:
         server.terminate()

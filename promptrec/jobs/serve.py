@@ -299,6 +299,7 @@ class Service:
                     "templates": list(a.template_names),  # every task's, for a multi-task adapter
                     "weights_sha256": a.weights_sha256(),
                     "hybrid": a.wide is not None,
+                    "llm_weight": None if a.wide is None else a.wide.llm_weight,  # the gate; None: pure LLM
                 }
                 for a in adapters
             ],
