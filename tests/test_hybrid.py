@@ -233,6 +233,40 @@ def test_the_gate_reweights_the_trained_llm_part_and_leaves_its_weights(trained,
     assert Adapter.open(tmp_path / "ungated").wide.llm_weight == 1.0
 
 
+def test_a_gate_at_zero_skips_the_llm_and_scores_the_wide_part(
+    trained, prepared, tiny_model_dir, tmp_path, monkeypatch
+):
+    """Weight 0: the LLM's share is 0 whatever it says, so no forward pass runs, in evaluate's batched path,
+    in the shared-prefix path (rank, serve) and in `score`; the scores are the wide logits exactly."""
+    import shutil
+
+    import promptrec.lm.scoring as scoring
+
+    shutil.copytree(trained / "residual", tmp_path / "off")
+    wide = Adapter.open(tmp_path / "off").wide
+    wide.with_parameters(wide.weight, wide.bias, llm_weight=0.0).save(tmp_path / "off")
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("the LLM ran although its weight is 0")
+
+    monkeypatch.setattr(scoring, "score_sequences", no_forward)
+    monkeypatch.setattr(scoring, "score_shared_prefix", no_forward)
+    test = load_split(prepared, "test")
+    eval_config = EvalConfig(
+        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
+    )
+    evaluate(eval_config, test, tmp_path / "eval", tmp_path / "off")
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    gated = Adapter.open(tmp_path / "off").wide
+    assert [r["llm_score"] for r in rows] == [0.0] * len(test)
+    assert [r["score"] for r in rows] == pytest.approx(list(gated.logits(test)), abs=1e-12)
+    model, tokenizer = load_model(ModelConfig(model=str(tiny_model_dir)))
+    scorer = Scorer(model, tokenizer, load_template("tallrec_plain"), wide=gated)
+    assert np.array_equal(scorer.score(test), gated.logits(test))
+    grouped, prefix = scorer.score_group(test)
+    assert np.array_equal(grouped, gated.logits(test)) and prefix == 0
+
+
 def test_wide_off_trains_the_pure_llm(trained):
     off = Adapter.open(trained / "off")
     assert off.wide is None and off.record["wide"] is None and off.record["loss"] == "lm"

@@ -318,7 +318,10 @@ class Scorer:
 
     With a `wide` part (an adapter trained as a hybrid), every score is the LLM's log-odds (times the
     part's gate weight) plus the wide logit of the same example; it is computed in numpy after the
-    forward pass, so the shared-prefix path runs exactly as without it.
+    forward pass, so the shared-prefix path runs exactly as without it. A part whose gate turned the
+    LLM off (weight 0) makes the LLM's share 0 whatever it says, so the forward pass is skipped: the
+    prompts are still rendered and tokenized (a template error still shows), and the scores are the
+    wide logits, as they would be after the pass.
     """
 
     def __init__(self, model, tokenizer, template, score_batch_size: int = 8, candidates_per_pass: int = 20, wide=None):
@@ -331,9 +334,16 @@ class Scorer:
         # Segments, not text: special-token strings that data put into the prompt are tokenised as plain text.
         return encode_prompt(self.tokenizer, self.template.render_prompt(example, self.tokenizer), self.template.chat)
 
+    @property
+    def llm_off(self) -> bool:
+        """True when the wide part's gate weighs the LLM at 0: its log-odds cannot change a score."""
+        return self.wide is not None and self.wide.llm_weight == 0.0
+
     def score_group(self, examples: list[dict], min_prefix_tokens: int = 8) -> tuple[np.ndarray, int]:
         """Scores of examples that share a context (one user's candidates), reusing their common prefix."""
         sequences = [self.encode(example) for example in examples]
+        if self.llm_off:
+            return self.with_wide(np.zeros(len(examples)), examples), 0
         scores, prefix_tokens = score_shared_prefix(
             self.model,
             sequences,
@@ -346,6 +356,8 @@ class Scorer:
 
     def score(self, examples: list[dict], progress: bool = False) -> np.ndarray:
         sequences = [self.encode(example) for example in examples]
+        if self.llm_off:
+            return self.with_wide(np.zeros(len(examples)), examples)
         scores = score_sequences(
             self.model, sequences, self.answers, self.tokenizer.pad_token_id, self.score_batch_size, progress=progress
         )
@@ -356,7 +368,11 @@ class Scorer:
         return llm_scores if self.wide is None else sum(self.wide.hybrid(llm_scores, examples))
 
     def score_tokens(self, tokens, progress: bool = False) -> np.ndarray:
-        """LLM log-odds of prompts tokenised by `lm.prompt_cache.prompt_tokens` (no wide part: add `with_wide`)."""
+        """LLM log-odds of prompts tokenised by `lm.prompt_cache.prompt_tokens` (no wide part: add `with_wide`).
+
+        Zeros when the gate turned the LLM off (`llm_off`): the pass is skipped, as its share would be 0."""
+        if self.llm_off:
+            return np.zeros(len(tokens.rows))
         return score_sequences(
             self.model,
             tokens.rows,
