@@ -50,6 +50,13 @@ def config(model_dir, **changes) -> TrainConfig:
     return replace(base, **changes)
 
 
+def evaluated_rows(model_dir, examples, out: Path, adapter) -> list[dict]:
+    """`evaluate` with `adapter` (a path, a list of paths, or None) on `examples`; its prediction rows."""
+    eval_config = EvalConfig(template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(model_dir)))
+    evaluate(eval_config, examples, out, adapter)
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def trained(pools, tiny_model_dir, tmp_path_factory):
     """One adapter per wide mode, trained on the same 12 shots."""
@@ -214,14 +221,9 @@ def test_the_gate_reweights_the_trained_llm_part_and_leaves_its_weights(trained,
     assert all(np.array_equal(lora[0][k], lora[1][k]) for k in lora[1])
     assert plain.record["gate"] is None and plain.wide.llm_weight == 1.0  # valid_examples 0: nothing to fit on
     test = held_out[:6]
-    eval_config = EvalConfig(
-        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
-    )
-    for name, adapter in (("gated", tmp_path / "gated"), ("plain", trained / "residual")):
-        evaluate(eval_config, test, tmp_path / f"eval-{name}", adapter)
     rows = {
-        name: [json.loads(line) for line in (tmp_path / f"eval-{name}" / "predictions.jsonl").read_text().splitlines()]
-        for name in ("gated", "plain")
+        name: evaluated_rows(tiny_model_dir, test, tmp_path / f"eval-{name}", adapter)
+        for name, adapter in (("gated", tmp_path / "gated"), ("plain", trained / "residual"))
     }
     expected = [gate["llm_weight"] * r["llm_score"] for r in rows["plain"]]
     assert [r["llm_score"] for r in rows["gated"]] == pytest.approx(expected, abs=1e-5)
@@ -252,11 +254,7 @@ def test_a_gate_at_zero_skips_the_llm_and_scores_the_wide_part(
     monkeypatch.setattr(scoring, "score_sequences", no_forward)
     monkeypatch.setattr(scoring, "score_shared_prefix", no_forward)
     test = load_split(prepared, "test")
-    eval_config = EvalConfig(
-        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
-    )
-    evaluate(eval_config, test, tmp_path / "eval", tmp_path / "off")
-    rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    rows = evaluated_rows(tiny_model_dir, test, tmp_path / "eval", tmp_path / "off")
     gated = Adapter.open(tmp_path / "off").wide
     assert [r["llm_score"] for r in rows] == [0.0] * len(test)
     assert [r["score"] for r in rows] == pytest.approx(list(gated.logits(test)), abs=1e-12)
@@ -280,33 +278,23 @@ def test_training_leaves_no_partial_directory(trained):
 
 def test_evaluate_adds_the_wide_part_and_reports_both_parts(trained, prepared, tiny_model_dir, tmp_path):
     test = load_split(prepared, "test")
-    eval_config = EvalConfig(
-        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
-    )
-    evaluate(eval_config, test, tmp_path / "hybrid", trained / "residual")
-    rows = [json.loads(line) for line in (tmp_path / "hybrid" / "predictions.jsonl").read_text().splitlines()]
+    rows = evaluated_rows(tiny_model_dir, test, tmp_path / "hybrid", trained / "residual")
     wide = Adapter.open(trained / "residual").wide
     assert [r["wide_score"] for r in rows] == pytest.approx(list(wide.logits(test)))
     assert [r["score"] for r in rows] == pytest.approx([r["llm_score"] + r["wide_score"] for r in rows])
-    evaluate(eval_config, test, tmp_path / "pure", trained / "off")
-    pure = json.loads((tmp_path / "pure" / "predictions.jsonl").read_text().splitlines()[0])
+    pure = evaluated_rows(tiny_model_dir, test, tmp_path / "pure", trained / "off")[0]
     assert "wide_score" not in pure, "an adapter without a wide part keeps working as before"
 
 
 def test_an_ensemble_scores_the_mean_of_its_members(trained, prepared, tiny_model_dir, tmp_path):
     test = load_split(prepared, "test")
-    eval_config = EvalConfig(
-        template="tallrec_plain", reliability_plot=False, model=ModelConfig(model=str(tiny_model_dir))
-    )
     members = [trained / "residual", trained / "joint"]
-    for index, member in enumerate(members):
-        evaluate(eval_config, test, tmp_path / f"m{index}", member)
-    evaluate(eval_config, test, tmp_path / "ensemble", members)
 
-    def scores(name):
-        return [json.loads(line)["score"] for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+    def scores(name, adapter):
+        return np.array([row["score"] for row in evaluated_rows(tiny_model_dir, test, tmp_path / name, adapter)])
 
-    assert scores("ensemble") == pytest.approx(list((np.array(scores("m0")) + np.array(scores("m1"))) / 2), abs=1e-5)
+    each = [scores(f"m{index}", member) for index, member in enumerate(members)]
+    assert list(scores("ensemble", members)) == pytest.approx(list((each[0] + each[1]) / 2), abs=1e-5)
     record = json.loads((tmp_path / "ensemble" / "config.json").read_text())
     assert record["ensemble"] == [str(m) for m in members]
 
