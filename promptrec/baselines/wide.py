@@ -139,6 +139,13 @@ class Gate:
     def record(self) -> dict:
         return dataclasses.asdict(self)
 
+    def summary(self) -> str:
+        """The one line `train` and `experiment` print."""
+        return (
+            f"gate: LLM weight {self.llm_weight:.3f} on {self.examples} valid examples "
+            f"(valid AUC {self.auc_before:.4f} -> {self.auc_after:.4f})"
+        )
+
 
 def fit_gate(llm_scores: Sequence[float], wide_logits: Sequence[float], labels: Sequence[int]) -> Gate:
     """The weight a in [0, 1] and intercept shift c maximising the likelihood of sigmoid(a*llm + wide + c).

@@ -174,9 +174,7 @@ def run_llm_cell(
         trained |= {"history": result.history, "loss": result.loss, "wide_features": list(result.wide_features)}
         trained["gate"] = None if result.gate is None else result.gate.record()
         if result.gate is not None:
-            gate = result.gate
-            say(f"  gate: LLM weight {gate.llm_weight:.3f} on {gate.examples} valid examples "
-                f"(valid AUC {gate.auc_before:.4f} -> {gate.auc_after:.4f})")  # fmt: skip
+            say(f"  {result.gate.summary()}")
     split = cell.evaluate.split
     metrics = evaluate(cell.evaluate, splits.scored, cell_dir / "eval", adapter_dir, splits.record(split), progress)
     if writer is not None:

@@ -38,12 +38,8 @@ class EnsembleScorer:
         llm, wide = np.zeros(len(examples)), np.zeros(len(examples))
         tokens = prompt_tokens(examples, self.tokenizer, self.template, progress)  # cached for a split on disk
         for scorer in self._each():
-            log_odds = scorer.score_tokens(tokens, progress=progress)
-            if scorer.wide is None:
-                llm += log_odds
-            else:
-                llm_share, wide_logits = scorer.wide.hybrid(log_odds, examples)
-                llm, wide = llm + llm_share, wide + wide_logits
+            llm_share, wide_logits = scorer.parts(scorer.score_tokens(tokens, progress=progress), examples)
+            llm, wide = llm + llm_share, wide + wide_logits
         return llm / len(self.members), wide / len(self.members)
 
     def score_group(self, examples: list[dict], min_prefix_tokens: int = 8) -> tuple[np.ndarray, int]:

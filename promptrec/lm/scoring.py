@@ -367,6 +367,12 @@ class Scorer:
         """The hybrid score: the gated LLM log-odds + the wide logit (the LLM's alone without a wide part)."""
         return llm_scores if self.wide is None else sum(self.wide.hybrid(llm_scores, examples))
 
+    def parts(self, llm_scores: np.ndarray, examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(the LLM's share, the wide logit) of each score; the wide logit is 0 without a wide part."""
+        if self.wide is None:
+            return llm_scores, np.zeros(len(llm_scores))
+        return self.wide.hybrid(llm_scores, examples)
+
     def score_tokens(self, tokens, progress: bool = False) -> np.ndarray:
         """LLM log-odds of prompts tokenised by `lm.prompt_cache.prompt_tokens` (no wide part: add `with_wide`).
 

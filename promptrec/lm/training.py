@@ -355,7 +355,8 @@ def train_tasks(
     if run.accelerator.is_main_process:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
-    history, best_auc, best_epoch, stale, saved_wide, best_scores = [], -1.0, 0, 0, None, None
+    history, best_auc, best_epoch, stale, saved_wide = [], -1.0, 0, 0, None
+    best_valid = None  # (LLM log-odds, wide logits) of the valid examples at the best epoch: the gate's inputs
     order_rng = random.Random(config.seed + 1)
     for epoch in range(1, config.num_epochs + 1):
         entry = {"epoch": epoch, "train_loss": run_epoch(run, order_rng)}
@@ -377,26 +378,23 @@ def train_tasks(
             )
         if not run.valid_sequences or entry["valid_auc"] > best_auc:
             best_auc, best_epoch, stale = entry.get("valid_auc", float("nan")), epoch, 0
-            best_scores = scores if run.valid_sequences else None
+            best_valid = (scores, offsets) if run.valid_sequences else None
+            saved_wide = run.current_wide()  # saved once, after the loop (with its gate)
             if run.accelerator.is_main_process:
                 run.accelerator.unwrap_model(run.model).save_pretrained(work_dir)
-                saved_wide = run.current_wide()
-                if saved_wide is not None:
-                    saved_wide.save(work_dir)
         else:
             stale += 1
             if stale >= config.patience:
                 break
     run.accelerator.wait_for_everyone()
     gate = None
-    if saved_wide is not None and best_scores is not None and config.wide.gate:
-        gate = fit_gate(best_scores, run.valid_features @ saved_wide.weight + saved_wide.bias, run.valid_labels)
+    if saved_wide is not None and best_valid is not None and config.wide.gate:
+        gate = fit_gate(*best_valid, run.valid_labels)
         saved_wide = saved_wide.with_parameters(saved_wide.weight, saved_wide.bias + gate.bias_shift, gate.llm_weight)
-        if run.accelerator.is_main_process:
-            saved_wide.save(work_dir)
-            if progress:
-                print(f"gate: llm_weight={gate.llm_weight:.3f} on {gate.examples} valid examples "
-                      f"(valid AUC {gate.auc_before:.4f} -> {gate.auc_after:.4f})", flush=True)  # fmt: skip
+        if progress and run.accelerator.is_main_process:
+            print(gate.summary(), flush=True)
+    if saved_wide is not None and run.accelerator.is_main_process:
+        saved_wide.save(work_dir)
     result = TrainResult(
         out_dir, best_epoch, best_auc, history, time.perf_counter() - start, run.accelerator.is_main_process,
         run.loss, run.wide.names if run.wide is not None else (), gate,
